@@ -1,0 +1,75 @@
+# biomedclip-c: one build for everything.
+#   make          build every program into bin/
+#   make test     build and run all tests (ends with "N passed, N failed")
+#   make test-asan  the same tests under AddressSanitizer + UBSan
+#   make demo     a small pipeline end to end on generated data
+#   make deps     install the Debian packages the build and the tests need
+#   make bench    benchmarks (numbers, not pass/fail)
+# BUILD and BIN move the objects and programs (the sanitizer build uses them).
+
+BUILD ?= build
+BIN ?= bin
+CC ?= gcc
+PY ?= /usr/bin/python3
+
+PKGS := msgpack libarchive vips openblas libutf8proc jansson
+OPT ?= -O2 -march=x86-64-v2 -g
+SAN ?=
+CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) -Wall -Wextra -fopenmp -MMD -MP -Icommon \
+             $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
+LDLIBS_ALL = $(SAN) -fopenmp $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread $(LDLIBS)
+
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+FILTER_SRC := $(wildcard filters/*.c)
+PROGRAMS   := $(FILTER_SRC:filters/%.c=$(BIN)/%)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+LIBBM      := $(BUILD)/libbm.a
+
+.PHONY: all deps deps-check test test-asan demo bench clean fixtures fuzz
+all: $(PROGRAMS) $(UNIT_BIN)
+
+$(BUILD)/%.o: %.c | deps-check
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(LIBBM): $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BIN)/%: $(BUILD)/filters/%.o $(LIBBM)
+	@mkdir -p $(dir $@)
+	$(CC) $< $(LIBBM) -o $@ $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIBBM)
+	@mkdir -p $(dir $@)
+	$(CC) $< $(LIBBM) -o $@ $(LDLIBS_ALL)
+
+# Installs nothing when everything is there; on a fresh machine, as root,
+# installs the Debian packages (make deps), otherwise says what is missing.
+deps-check:
+	@sh tests/deps.sh check || { [ "$$(id -u)" = 0 ] && sh tests/deps.sh install; } || \
+	  { echo "missing build dependencies: run 'sudo make deps'" >&2; exit 1; }
+
+deps:
+	sh tests/deps.sh install
+
+test: all
+	@BM_BIN=$(abspath $(BIN)) BM_BUILD=$(abspath $(BUILD)) PY=$(PY) sh tests/run.sh
+
+test-asan:
+	$(MAKE) BUILD=build/asan BIN=build/asan/bin OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" test
+
+demo: all
+	@BM_BIN=$(abspath $(BIN)) PY=$(PY) sh examples/demo.sh
+
+bench: all
+	@BM_BIN=$(abspath $(BIN)) PY=$(PY) sh tests/bench/run.sh
+
+clean:
+	rm -rf $(BUILD) $(BIN)
+
+-include $(COMMON_OBJ:.o=.d) $(FILTER_SRC:%.c=$(BUILD)/%.d) $(UNIT_SRC:%.c=$(BUILD)/%.d)
+.SECONDARY:
