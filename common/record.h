@@ -131,8 +131,6 @@ int bm_write_header(bm_writer *w, const msgpack_object *in_header, const bm_out 
 /* Flush and close; 0 ok, -1 on error (message printed). */
 int bm_writer_close(bm_writer *w);
 
-
-
 /* ---- header helpers ---- */
 /* The "classes" array of a header: n names (malloc'd; free with
  * bm_free_strings). Returns n >= 0, or -1 when absent or not an array of

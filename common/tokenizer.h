@@ -1,0 +1,23 @@
+/* tokenizer.h - BERT uncased WordPiece, exactly as the HuggingFace fast
+ * tokenizer that open_clip uses for BiomedCLIP (REFERENCE.md section 1). */
+#ifndef BM_TOKENIZER_H
+#define BM_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bm_tokenizer bm_tokenizer;
+
+/* From the text of a vocab.txt (one token per line, id = line number).
+ * NULL with a message in err when the vocab is unusable (no [CLS], ...). */
+bm_tokenizer *bm_tokenizer_new(const char *vocab, size_t len, char *err, size_t errlen);
+void bm_tokenizer_free(bm_tokenizer *t);
+
+/* [CLS] + pieces + [SEP], truncated to max_len ids (open_clip: 256), no
+ * padding. Returns the number of ids L (2 <= L <= max_len). */
+int bm_tokenize(const bm_tokenizer *t, const char *text, int32_t *ids, int max_len);
+
+int32_t bm_tokenizer_pad_id(const bm_tokenizer *t);
+int32_t bm_tokenizer_vocab_size(const bm_tokenizer *t);
+
+#endif
