@@ -519,9 +519,19 @@ static void load_folder(bm_dataset *d, const bm_dataset_opts *o) {
   for (long r = 1; r < c->nrows; r++) {
     bm_csv_row *row = &c->rows[r];
     bm_sample *s = new_sample(d, cid < row->n && *row->f[cid] ? row->f[cid] : "(no id)", row->line);
+    free(s->id);
+    s->id = bm_xstrdup(s->key); /* "case001", whether the CSV says case001.png or not */
     s->group = bm_xstrdup(cgroup >= 0 && cgroup < row->n && *row->f[cgroup] ? row->f[cgroup] : s->key);
     for (int m = 0; m < nm; m++) s->meta[m] = bm_xstrdup(mcol[m] < row->n ? row->f[mcol[m]] : "");
-    if (ctext >= 0 && ctext < row->n) s->text = bm_xstrdup(row->f[ctext]);
+    if (ctext >= 0 && ctext < row->n) {
+      s->text = bm_xstrdup(row->f[ctext]);
+    } else { /* "site: s1, age: 40" from the metadata columns */
+      char buf[1024] = "";
+      size_t n = 0;
+      for (int m = 0; m < nm && n < sizeof buf; m++)
+        if (*s->meta[m]) n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s: %s", n ? ", " : "", mk[m], s->meta[m]);
+      s->text = bm_xstrdup(n ? buf : "no metadata");
+    }
     if (csplit >= 0 && csplit < row->n && *row->f[csplit]) {
       s->split = bm_split_parse(row->f[csplit]);
       if (s->split == BM_SPLIT_NONE)

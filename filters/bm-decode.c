@@ -34,6 +34,7 @@ static const char usage[] =
     "      --seed S           seed of the split (default 0)\n"
     "      --text             add \"text\" built from the metadata (never the label)\n"
     "      --csv FILE         the metadata CSV (default: the release's file name)\n"
+    "      --metadata-only    records without images, in metadata order; no image is read\n"
     "  folder format: --id-column NAME, --label-column NAME, --label-columns A,B,..,\n"
     "      --classes A,B,.., --multilabel (see bm-decode(1))\n"
     "  -j, --threads N        decoding threads (default: all cores)\n"
@@ -49,7 +50,7 @@ static const char usage[] =
 typedef struct {
   bm_dataset_opts ds;
   const char *output;
-  int split, shard, nshards, threads, with_text, quiet;
+  int split, shard, nshards, threads, with_text, quiet, metadata_only;
   bm_prep prep;
   bm_problems prob;
 } options;
@@ -103,11 +104,13 @@ static void write_header(bm_writer *w, const bm_dataset *d, const options *o) {
   bm_out_str(&h, "dataset", d->name);
   bm_out_str(&h, "producer", "bm-decode");
   bm_out_str(&h, "source", o->ds.dir);
-  bm_out_int(&h, "image_size", o->prep.size);
-  pk = bm_out_key(&h, "crop");
-  if (o->prep.crop && o->prep.size) msgpack_pack_true(pk); else msgpack_pack_false(pk);
-  bm_out_str(&h, "image_layout", "CHW RGB u8");
-  bm_out_str(&h, "resize", "pillow-bicubic");
+  if (!o->metadata_only) {
+    bm_out_int(&h, "image_size", o->prep.size);
+    pk = bm_out_key(&h, "crop");
+    if (o->prep.crop && o->prep.size) msgpack_pack_true(pk); else msgpack_pack_false(pk);
+    bm_out_str(&h, "image_layout", "CHW RGB u8");
+    bm_out_str(&h, "resize", "pillow-bicubic");
+  }
   bm_out_str(&h, "split", o->split == BM_SPLIT_NONE ? "all" : bm_split_name(o->split));
   char shard[64];
   snprintf(shard, sizeof shard, "%d/%d", o->shard + 1, o->nshards);
@@ -131,7 +134,7 @@ static void write_record(bm_writer *w, const bm_dataset *d, const options *o, co
   bm_out_str(&r, "group", s->group);
   int64_t cshape[1] = {d->nclasses}, ishape[3] = {3, j->px.h, j->px.w};
   bm_out_tensor(&r, "target", BM_F32, 1, cshape, s->target);
-  bm_out_tensor(&r, "image", BM_U8, 3, ishape, j->px.chw);
+  if (j->px.chw) bm_out_tensor(&r, "image", BM_U8, 3, ishape, j->px.chw);
   if (o->with_text && s->text) bm_out_str(&r, "text", s->text);
   pack_meta(bm_out_key(&r, "meta"), d, s);
   if (bm_write_record(w, NULL, &r)) exit(1);
@@ -221,7 +224,7 @@ static long drain(bm_writer *w, bm_dataset *d, options *o, batch *b) {
 }
 
 static void parse_args(int argc, char **argv, options *o) {
-  enum { SPLIT = 256, SIZE, NOCROP, SHARD, VALF, TESTF, SEED, TEXT, CSV, IDCOL, LCOL, LCOLS, CLASSES, MULTI, STRICT, MAXW };
+  enum { METAONLY = 255, SPLIT = 256, SIZE, NOCROP, SHARD, VALF, TESTF, SEED, TEXT, CSV, IDCOL, LCOL, LCOLS, CLASSES, MULTI, STRICT, MAXW };
   static const struct option longs[] = {
       {"format", required_argument, 0, 'f'}, {"split", required_argument, 0, SPLIT},
       {"size", required_argument, 0, SIZE}, {"no-crop", no_argument, 0, NOCROP},
@@ -233,7 +236,7 @@ static void parse_args(int argc, char **argv, options *o) {
       {"multilabel", no_argument, 0, MULTI}, {"threads", required_argument, 0, 'j'},
       {"strict", no_argument, 0, STRICT}, {"max-warnings", required_argument, 0, MAXW},
       {"output", required_argument, 0, 'o'}, {"quiet", no_argument, 0, 'q'},
-      {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+      {"metadata-only", no_argument, 0, METAONLY}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   long v;
   double f;
   int c;
@@ -261,6 +264,7 @@ static void parse_args(int argc, char **argv, options *o) {
       o->ds.seed = (uint64_t)v;
       break;
     case TEXT: o->with_text = 1; break;
+    case METAONLY: o->metadata_only = 1; break;
     case CSV: o->ds.csv = optarg; break;
     case IDCOL: o->ds.id_column = optarg; break;
     case LCOL: o->ds.label_column = optarg; break;
@@ -312,6 +316,19 @@ int main(int argc, char **argv) {
   bm_writer *w = bm_writer_open(o.output);
   write_header(w, d, &o);
 
+  if (o.metadata_only) {
+    long written = 0;
+    for (long i = 0; i < d->n; i++) {
+      if (d->s[i].skip || !selected(&o, &d->s[i])) continue;
+      job j = {.sample = i};
+      write_record(w, d, &o, &j);
+      written++;
+    }
+    if (bm_writer_close(w)) return 1;
+    bm_problem_summary(&o.prob, written);
+    bm_dataset_free(d);
+    return 0;
+  }
   bm_walk *wk = bm_walk_open(d->inputs, d->ninputs);
   int cap = 8 * omp_get_max_threads();
   batch b[2] = {{bm_xcalloc((size_t)cap, sizeof(job)), 0, cap, 0},

@@ -83,7 +83,7 @@ class Builder:
         self.records = {}
         self.problems = {}
         os.makedirs(out, exist_ok=True)
-        self.srcdir = os.path.join(os.path.dirname(os.path.abspath(expect)), "src")
+        self.srcdir = os.path.abspath(expect) + ".src"  # the source images, for the checker
         os.makedirs(self.srcdir, exist_ok=True)
 
     def problem(self, kind, n=1):
@@ -103,7 +103,9 @@ class Builder:
         for cont, members in self.members.items():
             if self.layout == "folder":
                 for name, data in members:
-                    p = os.path.join(self.out, cont, name)
+                    # tarballs of NIH all extract into one images/ folder;
+                    # zips into folders named after them
+                    p = os.path.join(self.out, name if kind == "tar" else os.path.join(cont, name))
                     os.makedirs(os.path.dirname(p), exist_ok=True)
                     with open(p, "wb") as f:
                         f.write(data)
@@ -183,7 +185,8 @@ def nih(b, clean, header):
     if not clean:
         b.add("images_001", "images/99999999_000.png", encode(b.rng, "L", 40, 40))  # no row
         b.problem("image without metadata row")
-        b.add("images_001", "__MACOSX/images/._00000001_000.png", b"\0\5\26\7junk")
+        junk = "images/._00000001_000.png" if b.layout == "folder" else "__MACOSX/images/._00000001_000.png"
+        b.add("images_001", junk, b"\0\5\26\7junk")
         b.add("images_002", "images/.DS_Store", b"\0\0\0\1Bud1")
         b.problem("not an image", 2)
     b.write_containers("tar")
