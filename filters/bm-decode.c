@@ -10,6 +10,7 @@
  * written in input order, so the output is the same for any thread count. */
 #include <getopt.h>
 #include <omp.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,7 +56,11 @@ typedef struct {
   bm_problems prob;
 } options;
 
+/* An image to decode, or a problem met while reading (kind >= 0): both wait
+ * in the batch so that records and messages come out in input order, and
+ * --strict stops after exactly the records that precede the problem. */
 typedef struct {
+  int kind;
   long sample;
   void *data;
   size_t n;
@@ -148,6 +153,20 @@ static int is_metadata(const bm_dataset *d, const bm_member *m) {
          !strcmp(d->csv_path + lc + 1, m->name);
 }
 
+static void defer(batch *b, int kind, const char *where, const char *member, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void defer(batch *b, int kind, const char *where, const char *member, const char *fmt, ...) {
+  job *j = &b->j[b->n++];
+  memset(j, 0, sizeof *j);
+  j->kind = kind;
+  j->where = bm_xstrdup(where);
+  j->member = bm_xstrdup(member);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(j->err, sizeof j->err, fmt, ap);
+  va_end(ap);
+}
+
 /* Read members until the batch is full or the inputs end; 0 at the end. */
 static int fill(bm_walk *wk, bm_dataset *d, options *o, batch *b, int *done) {
   char err[1024], key[1024];
@@ -159,7 +178,7 @@ static int fill(bm_walk *wk, bm_dataset *d, options *o, batch *b, int *done) {
       break;
     }
     if (r < 0) {
-      bm_problem(&o->prob, BM_P_ARCHIVE, m.container, m.name, "%s", err);
+      defer(b, BM_P_ARCHIVE, m.container, m.name, "%s", err);
       continue;
     }
     const char *base = strrchr(m.name, '/');
@@ -167,13 +186,13 @@ static int fill(bm_walk *wk, bm_dataset *d, options *o, batch *b, int *done) {
     bm_sample_key(m.name, key, sizeof key);
     if (!bm_is_image_name(m.name) || !strncmp(base, "._", 2) || strstr(m.name, "__MACOSX/")) {
       if (bm_shard_of(m.name, o->nshards) == o->shard && !is_metadata(d, &m))
-        bm_problem(&o->prob, BM_P_NOT_IMAGE, m.container, m.name, "skipped by name");
+        defer(b, BM_P_NOT_IMAGE, m.container, m.name, "skipped by name");
       continue;
     }
     long i = bm_strmap_get(&d->index, key);
     if (i < 0) {
       if (bm_shard_of(key, o->nshards) == o->shard)
-        bm_problem(&o->prob, BM_P_NO_ROW, m.container, m.name, "no row for %s in %s", key, d->csv_path);
+        defer(b, BM_P_NO_ROW, m.container, m.name, "no row for %s in %s", key, d->csv_path);
       continue;
     }
     bm_sample *s = &d->s[i];
@@ -182,17 +201,18 @@ static int fill(bm_walk *wk, bm_dataset *d, options *o, batch *b, int *done) {
       continue;
     }
     if (s->seen) {
-      bm_problem(&o->prob, BM_P_DUPLICATE, m.container, m.name, "%s was already read", key);
+      defer(b, BM_P_DUPLICATE, m.container, m.name, "%s was already read", key);
       continue;
     }
     s->seen = 1;
     if (s->skip) continue; /* its metadata problem was reported */
     job *j = &b->j[b->n];
     memset(j, 0, sizeof *j);
+    j->kind = -1;
     int rr = bm_walk_read(wk, &j->data, &j->n, (size_t)1 << 30, err, sizeof err);
     if (rr) {
-      bm_problem(&o->prob, rr == -2 ? BM_P_ARCHIVE : BM_P_CORRUPT, m.container, m.name, "%s%s",
-                 rr == -2 ? "truncated or corrupt archive: " : "", err);
+      defer(b, rr == -2 ? BM_P_ARCHIVE : BM_P_CORRUPT, m.container, m.name, "%s%s",
+            rr == -2 ? "truncated or corrupt archive: " : "", err);
       continue;
     }
     j->sample = i;
@@ -214,7 +234,8 @@ static long drain(bm_writer *w, bm_dataset *d, options *o, batch *b) {
   long written = 0;
   for (int i = 0; i < b->n; i++) {
     job *j = &b->j[i];
-    if (j->ok) write_record(w, d, o, j), written++;
+    if (j->kind >= 0) bm_problem(&o->prob, j->kind, j->where, j->member, "%s", j->err);
+    else if (j->ok) write_record(w, d, o, j), written++;
     else bm_problem(&o->prob, BM_P_CORRUPT, j->where, j->member, "%s", j->err);
     free(j->px.chw), free(j->where), free(j->member);
   }
@@ -343,6 +364,7 @@ int main(int argc, char **argv) {
   while (b[cur].n > 0) {
     for (int i = 0; i < b[cur].n; i++) {
       job *j = &b[cur].j[i];
+      if (j->kind >= 0) continue;
 #pragma omp task firstprivate(j) shared(o)
       decode(j, &o);
     }
