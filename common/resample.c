@@ -61,9 +61,10 @@ static inline uint8_t clip8(int32_t ss) {
   return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
 }
 
-/* rows [y0, y0+nrows) of in (w wide) -> out (ow wide, nrows rows) */
-static void pass_h(const uint8_t *in, int w, int c, int y0, int nrows, uint8_t *out, int ow,
-                   const int *bounds, const int32_t *kk, int ksize) {
+/* rows [y0, y0+nrows) of in (w wide) -> out (ow wide, nrows rows). Inlined
+ * with c a constant below, so the compiler unrolls the channel loop. */
+static inline void pass_h_c(const uint8_t *in, int w, const int c, int y0, int nrows, uint8_t *out,
+                            int ow, const int *bounds, const int32_t *kk, int ksize) {
   for (int y = 0; y < nrows; y++) {
     const uint8_t *row = in + (size_t)(y0 + y) * w * c;
     uint8_t *orow = out + (size_t)y * ow * c;
@@ -77,6 +78,16 @@ static void pass_h(const uint8_t *in, int w, int c, int y0, int nrows, uint8_t *
         orow[xx * c + ch] = clip8(ss);
       }
     }
+  }
+}
+
+static void pass_h(const uint8_t *in, int w, int c, int y0, int nrows, uint8_t *out, int ow,
+                   const int *bounds, const int32_t *kk, int ksize) {
+  switch (c) {
+  case 1: pass_h_c(in, w, 1, y0, nrows, out, ow, bounds, kk, ksize); break;
+  case 2: pass_h_c(in, w, 2, y0, nrows, out, ow, bounds, kk, ksize); break;
+  case 3: pass_h_c(in, w, 3, y0, nrows, out, ow, bounds, kk, ksize); break;
+  default: pass_h_c(in, w, 4, y0, nrows, out, ow, bounds, kk, ksize); break;
   }
 }
 
