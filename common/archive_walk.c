@@ -101,7 +101,7 @@ static int start_input(bm_walk *w, char *err, size_t errlen) {
   if (S_ISDIR(st.st_mode)) {
     long cap = 0;
     if (list_dir(w, in, "", &cap, err, errlen)) return -1;
-    qsort(w->files, (size_t)w->nfiles, sizeof(char *), cmp_str);
+    if (w->nfiles) qsort(w->files, (size_t)w->nfiles, sizeof(char *), cmp_str);
     return 0;
   }
   w->a = archive_read_new();

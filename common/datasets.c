@@ -77,8 +77,8 @@ static void find_inputs(bm_dataset *d, const char *dir, const char *prefix) {
     }
   }
   closedir(dh);
-  qsort(d->inputs, (size_t)d->ninputs, sizeof(char *), cmp_str);
   if (!d->ninputs) bm_die("%s: no images: expected archives or folders named %s*", dir, prefix);
+  qsort(d->inputs, (size_t)d->ninputs, sizeof(char *), cmp_str);
 }
 
 static bm_csv *load_csv(const char *path) {
@@ -108,7 +108,8 @@ static void set_classes(bm_dataset *d, const char *const *names, int n) {
 }
 
 static bm_sample *new_sample(bm_dataset *d, const char *id, long line) {
-  d->s = bm_xrealloc(d->s, sizeof(bm_sample) * (size_t)(d->n + 1));
+  if (d->n == d->cap) /* doubling: 112,120 NIH rows must not cost n^2 copies */
+    d->s = bm_xrealloc(d->s, sizeof(bm_sample) * (size_t)(d->cap = d->cap ? 2 * d->cap : 1024));
   bm_sample *s = &d->s[d->n++];
   memset(s, 0, sizeof *s);
   char key[1024];
@@ -213,8 +214,9 @@ static void load_list(const char *path, bm_strmap *set) {
 static void split_by_group(bm_dataset *d, const int *stratum, double val, double test, uint64_t seed) {
   bm_strmap groups;
   bm_strmap_init(&groups);
-  char **names = NULL;
-  int *strata = NULL;
+  /* at most one group per sample */
+  char **names = bm_xmalloc(sizeof(char *) * (size_t)(d->n ? d->n : 1));
+  int *strata = bm_xmalloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
   long ng = 0;
   long *gi = bm_xmalloc(sizeof(long) * (size_t)(d->n ? d->n : 1));
   for (long i = 0; i < d->n; i++) {
@@ -222,8 +224,6 @@ static void split_by_group(bm_dataset *d, const int *stratum, double val, double
     if (d->s[i].skip || d->s[i].split != BM_SPLIT_NONE) continue;
     long g = bm_strmap_put(&groups, d->s[i].group, ng);
     if (g == ng) {
-      names = bm_xrealloc(names, sizeof(char *) * (size_t)(ng + 1));
-      strata = bm_xrealloc(strata, sizeof(int) * (size_t)(ng + 1));
       names[ng] = d->s[i].group;
       strata[ng] = stratum ? stratum[i] : 0; /* a group's first row decides */
       ng++;
@@ -495,7 +495,7 @@ static void load_folder(bm_dataset *d, const bm_dataset_opts *o) {
           }
         free(tmp);
       }
-      qsort(names, (size_t)n, sizeof(char *), cmp_str);
+      if (n) qsort(names, (size_t)n, sizeof(char *), cmp_str);
       set_classes(d, (const char *const *)names, n);
       bm_free_strings(names, n);
       bm_strmap_free(&seen);

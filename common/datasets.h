@@ -40,7 +40,7 @@ typedef struct {
   const char *name, *task;                /* "nih-chestxray14", "multilabel" */
   char **classes; int nclasses;
   char **meta_keys; int *meta_types; int nmeta;
-  bm_sample *s; long n;
+  bm_sample *s; long n, cap;
   bm_strmap index;                        /* key -> sample */
   char **inputs; int ninputs;             /* archives and folders, walk order */
   char *csv_path;

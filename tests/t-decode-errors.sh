@@ -58,11 +58,12 @@ ns=$(valid "$T/ts.bmr")
 check_eq "--strict: the records before the broken archive are written, whole" "$ns" "$n1"
 
 # --max-warnings: lines capped, counts complete
-bm-decode -q --format nih --metadata-only --max-warnings 1 "$T/noimg" >/dev/null 2>"$T/e" || true
 mkdir -p "$T/noimg/images"
 bm-decode -q --format nih --size 8 --max-warnings 2 "$T/noimg" >/dev/null 2>"$T/e"
 check_eq "--max-warnings 2: two lines of a kind, then one note" "$(grep -c 'metadata row without image: line' "$T/e")" 2
-check "--max-warnings: the summary still counts all" grep -q "$ntotal metadata row without image\|[0-9][0-9]* metadata row without image" "$T/e"
+# every row but the one with an unknown label (the CSV has no final newline)
+nrows=$(($(wc -l <"$T/noimg/Data_Entry_2017.csv") - 1))
+check "--max-warnings: the summary still counts all $nrows" grep -q "problems: $nrows metadata row without image" "$T/e"
 
 # SIGPIPE: a closed pipe ends it quietly
 (bm-decode -q --format nih --size 64 "$T/c" 2>"$T/e"; echo $? >"$T/rc") | head -c 100 >/dev/null
