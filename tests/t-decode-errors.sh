@@ -69,3 +69,9 @@ check "--max-warnings: the summary still counts all $nrows" grep -q "problems: $
 (bm-decode -q --format nih --size 64 "$T/c" 2>"$T/e"; echo $? >"$T/rc") | head -c 100 >/dev/null
 check_eq "closed pipe: exit 141" "$(cat "$T/rc")" 141
 check_eq "closed pipe: no message" "$(grep -v 'records written' "$T/e")" ""
+
+# the same archive twice (a re-download under another name): each image once
+cp -r "$T/c" "$T/dup" && cp "$T/c/images_001.tar.gz" "$T/dup/images_003.tar.gz"
+bm-decode -q --format nih --size 8 "$T/dup" >"$T/dup.bmr" 2>"$T/e"; check_eq "duplicate archive: exit 0" "$?" 0
+check_eq "duplicate archive: each image once" "$(valid "$T/dup.bmr")" "$ntotal"
+check "duplicate archive: every second copy reported" grep -q "problems: $n1 duplicate image$" "$T/e"
