@@ -18,6 +18,7 @@
 #include "archive_walk.h"
 #include "datasets.h"
 #include "imageio.h"
+#include "pool.h"
 #include "record.h"
 #include "splits.h"
 #include "util.h"
@@ -71,11 +72,15 @@ typedef struct {
   char err[512];
 } job;
 
+/* What the pool's callbacks share. */
 typedef struct {
-  job *j;
-  int n, cap;
-  size_t bytes;
-} batch;
+  bm_dataset *d;
+  options *o;
+  bm_walk *wk;
+  bm_writer *w;
+  long written;
+  bm_progress prog;
+} run;
 
 static int selected(const options *o, const bm_sample *s) {
   return (o->split == BM_SPLIT_NONE || s->split == BM_SPLIT_NONE || s->split == o->split) &&
@@ -147,18 +152,9 @@ static void write_record(bm_writer *w, const bm_dataset *d, const options *o, co
   bm_out_free(&r);
 }
 
-/* The metadata CSV itself, met while walking a folder: not a problem. */
-static int is_metadata(const bm_dataset *d, const bm_member *m) {
-  size_t lc = strlen(m->container);
-  return !strncmp(d->csv_path, m->container, lc) && d->csv_path[lc] == '/' &&
-         !strcmp(d->csv_path + lc + 1, m->name);
-}
-
-static void defer(batch *b, int kind, const char *where, const char *member, const char *fmt, ...)
+static int defer(job *j, int kind, const char *where, const char *member, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
-static void defer(batch *b, int kind, const char *where, const char *member, const char *fmt, ...) {
-  job *j = &b->j[b->n++];
-  memset(j, 0, sizeof *j);
+static int defer(job *j, int kind, const char *where, const char *member, const char *fmt, ...) {
   j->kind = kind;
   j->where = bm_xstrdup(where);
   j->member = bm_xstrdup(member);
@@ -166,83 +162,87 @@ static void defer(batch *b, int kind, const char *where, const char *member, con
   va_start(ap, fmt);
   vsnprintf(j->err, sizeof j->err, fmt, ap);
   va_end(ap);
+  return 1;
 }
 
-/* Read members until the batch is full or the inputs end; 0 at the end. */
-static int fill(bm_walk *wk, bm_dataset *d, options *o, batch *b, int *done) {
+/* The metadata CSV itself, met while walking a folder: not a problem. */
+static int is_metadata(const bm_dataset *d, const bm_member *m) {
+  size_t lc = strlen(m->container);
+  return !strncmp(d->csv_path, m->container, lc) && d->csv_path[lc] == '/' &&
+         !strcmp(d->csv_path + lc + 1, m->name);
+}
+
+/* The pool's producer: read members until one is an image to decode or a
+ * problem to report; 0 at the end of the inputs. */
+static int produce(void *ctx, void *item, size_t *weight) {
+  run *r = ctx;
+  bm_dataset *d = r->d;
+  const options *o = r->o;
+  job *j = item;
   char err[1024], key[1024];
   bm_member m;
-  int r;
-  while (!*done && b->n < b->cap && b->bytes < ((size_t)256 << 20)) {
-    if ((r = bm_walk_next(wk, &m, err, sizeof err)) == 0) {
-      *done = 1;
-      break;
-    }
-    if (r < 0) {
-      defer(b, BM_P_ARCHIVE, m.container, m.name, "%s", err);
-      continue;
-    }
+  int rc;
+  for (;;) {
+    if ((rc = bm_walk_next(r->wk, &m, err, sizeof err)) == 0) return 0;
+    if (rc < 0) return defer(j, BM_P_ARCHIVE, m.container, m.name, "%s", err);
     const char *base = strrchr(m.name, '/');
     base = base ? base + 1 : m.name;
     bm_sample_key(m.name, key, sizeof key);
     if (!bm_is_image_name(m.name) || !strncmp(base, "._", 2) || strstr(m.name, "__MACOSX/")) {
       if (bm_shard_of(m.name, o->nshards) == o->shard && !is_metadata(d, &m))
-        defer(b, BM_P_NOT_IMAGE, m.container, m.name, "skipped by name");
+        return defer(j, BM_P_NOT_IMAGE, m.container, m.name, "skipped by name");
       continue;
     }
     long i = bm_strmap_get(&d->index, key);
     if (i < 0) {
-      if (bm_shard_of(key, o->nshards) == o->shard)
-        defer(b, BM_P_NO_ROW, m.container, m.name, "no row for %s in %s", key, d->csv_path);
-      continue;
+      if (bm_shard_of(key, o->nshards) != o->shard) continue;
+      return defer(j, BM_P_NO_ROW, m.container, m.name, "no row for %s in %s", key, d->csv_path);
     }
     bm_sample *s = &d->s[i];
-    if (!selected(o, s)) {
+    if (!selected(o, s)) { /* another split or shard: not even read */
       s->seen = 1;
       continue;
     }
-    if (s->seen) {
-      defer(b, BM_P_DUPLICATE, m.container, m.name, "%s was already read", key);
-      continue;
-    }
+    if (s->seen) return defer(j, BM_P_DUPLICATE, m.container, m.name, "%s was already read", key);
     s->seen = 1;
     if (s->skip) continue; /* its metadata problem was reported */
-    job *j = &b->j[b->n];
-    memset(j, 0, sizeof *j);
+    int rr = bm_walk_read(r->wk, &j->data, &j->n, (size_t)1 << 30, err, sizeof err);
+    if (rr)
+      return defer(j, rr == -2 ? BM_P_ARCHIVE : BM_P_CORRUPT, m.container, m.name, "%s%s",
+                   rr == -2 ? "truncated or corrupt archive: " : "", err);
     j->kind = -1;
-    int rr = bm_walk_read(wk, &j->data, &j->n, (size_t)1 << 30, err, sizeof err);
-    if (rr) {
-      defer(b, rr == -2 ? BM_P_ARCHIVE : BM_P_CORRUPT, m.container, m.name, "%s%s",
-            rr == -2 ? "truncated or corrupt archive: " : "", err);
-      continue;
-    }
     j->sample = i;
     j->where = bm_xstrdup(m.container);
     j->member = bm_xstrdup(m.name);
-    b->bytes += j->n;
-    b->n++;
+    *weight = j->n;
+    return 1;
   }
-  return b->n > 0;
 }
 
-static void decode(job *j, const options *o) {
-  j->ok = bm_image_prepare(j->data, j->n, &o->prep, &j->px, j->err, sizeof j->err) == 0;
+/* The pool's work, on all cores. */
+static void decode(void *ctx, void *item) {
+  const run *r = ctx;
+  job *j = item;
+  if (j->kind >= 0) return;
+  j->ok = bm_image_prepare(j->data, j->n, &r->o->prep, &j->px, j->err, sizeof j->err) == 0;
   free(j->data);
   j->data = NULL;
 }
 
-static long drain(bm_writer *w, bm_dataset *d, options *o, batch *b) {
-  long written = 0;
-  for (int i = 0; i < b->n; i++) {
-    job *j = &b->j[i];
-    if (j->kind >= 0) bm_problem(&o->prob, j->kind, j->where, j->member, "%s", j->err);
-    else if (j->ok) write_record(w, d, o, j), written++;
-    else bm_problem(&o->prob, BM_P_CORRUPT, j->where, j->member, "%s", j->err);
-    free(j->px.chw), free(j->where), free(j->member);
-  }
-  b->n = 0;
-  b->bytes = 0;
-  return written;
+/* The pool's consumer, in input order. */
+static void consume(void *ctx, void *item) {
+  run *r = ctx;
+  job *j = item;
+  if (j->kind >= 0) bm_problem(&r->o->prob, j->kind, j->where, j->member, "%s", j->err);
+  else if (j->ok) write_record(r->w, r->d, r->o, j), r->written++;
+  else bm_problem(&r->o->prob, BM_P_CORRUPT, j->where, j->member, "%s", j->err);
+  free(j->px.chw), free(j->where), free(j->member);
+}
+
+static void progress(void *ctx) {
+  run *r = ctx;
+  bm_progress_update(&r->prog, "%ld records, %.1f images/s", r->written,
+                     r->written / (bm_now() - r->prog.start + 1e-9));
 }
 
 static void parse_args(int argc, char **argv, options *o) {
@@ -354,32 +354,14 @@ int main(int argc, char **argv) {
     bm_dataset_free(d);
     return 0;
   }
-  bm_walk *wk = bm_walk_open(d->inputs, d->ninputs);
-  int cap = 8 * omp_get_max_threads();
-  batch b[2] = {{bm_xcalloc((size_t)cap, sizeof(job)), 0, cap, 0},
-                {bm_xcalloc((size_t)cap, sizeof(job)), 0, cap, 0}};
-  bm_progress prog;
-  bm_progress_init(&prog, o.quiet);
-  long written = 0;
-  int done = 0, cur = 0;
-  fill(wk, d, &o, &b[cur], &done);
-#pragma omp parallel
-#pragma omp single
-  while (b[cur].n > 0) {
-    for (int i = 0; i < b[cur].n; i++) {
-      job *j = &b[cur].j[i];
-      if (j->kind >= 0) continue;
-#pragma omp task firstprivate(j) shared(o)
-      decode(j, &o);
-    }
-    fill(wk, d, &o, &b[!cur], &done); /* read ahead while the others decode */
-#pragma omp taskwait
-    written += drain(w, d, &o, &b[cur]);
-    bm_progress_update(&prog, "%ld records, %.1f images/s", written, written / (bm_now() - prog.start + 1e-9));
-    cur = !cur;
-  }
-  bm_progress_done(&prog);
-  bm_walk_close(wk);
+  run r = {.d = d, .o = &o, .w = w};
+  r.wk = bm_walk_open(d->inputs, d->ninputs);
+  bm_progress_init(&r.prog, o.quiet);
+  bm_pool pool = {.item_size = sizeof(job), .batch_bytes = (size_t)256 << 20, .ctx = &r,
+                  .produce = produce, .work = decode, .consume = consume, .batch_done = progress};
+  bm_pool_run(&pool);
+  bm_progress_done(&r.prog);
+  bm_walk_close(r.wk);
 
   for (long i = 0; i < d->n; i++) {
     bm_sample *s = &d->s[i];
@@ -387,8 +369,7 @@ int main(int argc, char **argv) {
       bm_problem(&o.prob, BM_P_NO_IMAGE, d->csv_path, s->id, "line %ld: no image %s in the inputs", s->line, s->key);
   }
   if (bm_writer_close(w)) return 1;
-  bm_problem_summary(&o.prob, written);
-  free(b[0].j), free(b[1].j);
+  bm_problem_summary(&o.prob, r.written);
   bm_dataset_free(d);
   return 0;
 }
