@@ -59,9 +59,7 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Entries of dir whose name starts with prefix and that are archives or
- * folders, sorted: the image inputs of a release. */
-static void find_inputs(bm_dataset *d, const char *dir, const char *prefix) {
+static void find_prefix(bm_dataset *d, const char *dir, const char *prefix) {
   DIR *dh = opendir(dir);
   if (!dh) bm_die("%s: cannot open folder: %s", dir, strerror(errno));
   struct dirent *e;
@@ -77,8 +75,18 @@ static void find_inputs(bm_dataset *d, const char *dir, const char *prefix) {
     }
   }
   closedir(dh);
-  if (!d->ninputs) bm_die("%s: no images: expected archives or folders named %s*", dir, prefix);
-  qsort(d->inputs, (size_t)d->ninputs, sizeof(char *), cmp_str);
+  if (d->ninputs) qsort(d->inputs, (size_t)d->ninputs, sizeof(char *), cmp_str);
+}
+
+/* Entries of dir whose name starts with prefix and that are archives or
+ * folders, sorted: the image inputs of a release. Prefixes are separated by
+ * '|': the first that names anything wins. */
+static void find_inputs(bm_dataset *d, const char *dir, const char *prefixes) {
+  char *list = bm_xstrdup(prefixes), *save = NULL;
+  for (char *p = strtok_r(list, "|", &save); p && !d->ninputs; p = strtok_r(NULL, "|", &save))
+    find_prefix(d, dir, p);
+  if (!d->ninputs) bm_die("%s: no images: expected archives or folders named %s*", dir, prefixes);
+  free(list);
 }
 
 static bm_csv *load_csv(const char *path) {
@@ -381,7 +389,8 @@ static void load_isic_test(bm_dataset *d, const bm_dataset_opts *o) {
   static const char *csvs[] = {"ISIC2018_Task3_Test_GroundTruth.csv",
                                "ISIC2018_Task3_Test_GroundTruth/ISIC2018_Task3_Test_GroundTruth.csv", NULL};
   d->csv_path = csv_path(o, csvs);
-  find_inputs(d, o->dir, "ISIC2018_Task3_Test_Images");
+  /* the ISIC archive calls it _Input, some copies _Images */
+  find_inputs(d, o->dir, "ISIC2018_Task3_Test_Images|ISIC2018_Task3_Test_Input");
   bm_csv *c = load_csv(d->csv_path);
   int cimg = need_col(c, "image"), col[7];
   for (int k = 0; k < 7; k++) {

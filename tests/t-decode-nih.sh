@@ -51,3 +51,7 @@ SLURM_ARRAY_TASK_ID=1 SLURM_ARRAY_TASK_COUNT=3 bm-decode -q --format nih --size 
 check "SLURM_ARRAY_TASK_ID=1 of 3 is --shard 2/3" cmp "$T/slurm.bmr" "$T/sh2.bmr"
 probs() { sed -n 's/.*records written; //p' "$@" | tr ',' '\n' | sed 's/^ *problems: //; s/^ *//' | awk '{n=$1; $1=""; s[$0]+=n} END {for (k in s) print s[k] k}' | sort; }
 check_eq "the shards' problem counts add up to the whole run's" "$(probs "$T/sh1.err" "$T/sh2.err" "$T/sh3.err")" "$(probs "$T/a.err")"
+
+# --size 0: the original pixels, only converted to RGB
+bm-decode -q --format nih --size 0 "$T/a" >"$T/s0.bmr" 2>"$T/s0.err"
+$PY "$G/check_records.py" "$T/s0.bmr" "$T/a.json" "$T/s0.err" --size 0 --tag "nih --size 0"
