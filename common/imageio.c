@@ -96,14 +96,9 @@ static uint8_t *to_u8(VipsImage *im, int *w, int *h, int *c, int *bits, char *er
     g_free(mem);
     if (!d) snprintf(err, errlen, "out of memory");
     mem = d;
-  } else {
-    /* g_malloc'd; copy into malloc so the caller frees with free() */
-    uint8_t *d = malloc(npx ? npx : 1);
-    if (d) memcpy(d, mem, npx);
-    g_free(mem);
-    if (!d) snprintf(err, errlen, "out of memory");
-    mem = d;
   }
+  /* 8-bit: the caller frees mem with free(), which is right for g_malloc'd
+   * memory since GLib 2.46 (g_malloc is the system malloc) */
   *w = iw, *h = ih, *c = bands;
   return mem;
 fail:

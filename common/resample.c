@@ -4,6 +4,9 @@
 #include "resample.h"
 
 #include <math.h>
+#ifdef __SSE4_1__
+#include <smmintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,10 +84,43 @@ static inline void pass_h_c(const uint8_t *in, int w, const int c, int y0, int n
   }
 }
 
+#ifdef __SSE4_1__
+/* Grey (NIH's case): four taps at a time. Integer sums are exact in any
+ * order, so this equals the scalar loop and Pillow. */
+static void pass_h_grey(const uint8_t *in, int w, int y0, int nrows, uint8_t *out, int ow,
+                        const int *bounds, const int32_t *kk, int ksize) {
+  for (int y = 0; y < nrows; y++) {
+    const uint8_t *row = in + (size_t)(y0 + y) * w;
+    uint8_t *orow = out + (size_t)y * ow;
+    for (int xx = 0; xx < ow; xx++) {
+      int xmin = bounds[2 * xx], n = bounds[2 * xx + 1], x = 0;
+      const int32_t *k = kk + (size_t)xx * ksize;
+      const uint8_t *p = row + xmin;
+      __m128i acc = _mm_setzero_si128();
+      for (; x + 4 <= n; x += 4) {
+        int32_t four;
+        memcpy(&four, p + x, 4);
+        __m128i px = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(four));
+        acc = _mm_add_epi32(acc, _mm_mullo_epi32(px, _mm_loadu_si128((const __m128i *)(k + x))));
+      }
+      acc = _mm_add_epi32(acc, _mm_shuffle_epi32(acc, _MM_SHUFFLE(1, 0, 3, 2)));
+      acc = _mm_add_epi32(acc, _mm_shuffle_epi32(acc, _MM_SHUFFLE(2, 3, 0, 1)));
+      int32_t ss = (1 << (PREC - 1)) + _mm_cvtsi128_si32(acc);
+      for (; x < n; x++) ss += p[x] * k[x];
+      orow[xx] = clip8(ss);
+    }
+  }
+}
+#endif
+
 static void pass_h(const uint8_t *in, int w, int c, int y0, int nrows, uint8_t *out, int ow,
                    const int *bounds, const int32_t *kk, int ksize) {
   switch (c) {
+#ifdef __SSE4_1__
+  case 1: pass_h_grey(in, w, y0, nrows, out, ow, bounds, kk, ksize); break;
+#else
   case 1: pass_h_c(in, w, 1, y0, nrows, out, ow, bounds, kk, ksize); break;
+#endif
   case 2: pass_h_c(in, w, 2, y0, nrows, out, ow, bounds, kk, ksize); break;
   case 3: pass_h_c(in, w, 3, y0, nrows, out, ow, bounds, kk, ksize); break;
   default: pass_h_c(in, w, 4, y0, nrows, out, ow, bounds, kk, ksize); break;
