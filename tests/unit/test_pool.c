@@ -29,10 +29,10 @@ static int produce(void *c_, void *it_, size_t *w) {
 static void work(void *c_, void *it_) {
   (void)c_;
   item *it = it_;
-  long x = it->i * 2654435761L; /* uneven work so tasks finish out of order */
-  for (long k = 0; k < (it->i * 7919) % 20000; k++) x = x * 6364136223846793005L + 1;
+  unsigned long x = (unsigned long)it->i * 2654435761UL; /* uneven work: tasks end out of order */
+  for (long k = 0; k < (it->i * 7919) % 20000; k++) x = x * 6364136223846793005UL + 1;
   it->result = it->i * it->i;
-  it->spin = x; /* keeps the loop */
+  it->spin = (long)(x >> 1); /* keeps the loop */
   it->worked++;
 }
 
