@@ -157,10 +157,12 @@ static int *match_classes(const options *opt, const prompt_set *p, char **data, 
                data[i], p->names[idx[i]]);
   }
   if (missing) {
-    size_t len = 1;
-    for (int j = 0; j < p->n; j++) len += strlen(p->names[j]) + 3;
-    char *list = bm_xcalloc(len, 1);
-    for (int j = 0; j < p->n; j++) strcat(strcat(strcat(list, j ? ", \"" : "\""), p->names[j]), "\"");
+    size_t len = 1, at = 0;
+    for (int j = 0; j < p->n; j++) len += strlen(p->names[j]) + 4; /* , "name" */
+    char *list = bm_xmalloc(len);
+    list[0] = 0;
+    for (int j = 0; j < p->n; j++)
+      at += (size_t)snprintf(list + at, len - at, "%s\"%s\"", j ? ", " : "", p->names[j]);
     bm_die("%d of the input's %d classes have no prompt class (use --map NAME=CLASS); %s has %s",
            missing, nd, opt->classes_path, list);
   }
