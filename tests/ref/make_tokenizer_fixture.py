@@ -201,18 +201,27 @@ def random_cases(vocab_words, n, seed):
 
 
 def write_cases(path, cases, toks):
+    """Also counts the cases whose ids open_clip's full clean (ftfy.fix_text,
+    html.unescape twice) would change, to document what leaving it out costs."""
+    try:
+        from open_clip.tokenizer import basic_clean
+    except ImportError:
+        basic_clean = None
     n_ftfy = 0
+    examples = []
     with open(path, "w") as f:
         for raw, n in cases:
             ids = [expected(t, raw, n) for t in toks]
             f.write("%d\t%s\t%s\n" % (n, raw.hex(), "\t".join(" ".join(map(str, x)) for x in ids)))
-            text = raw.decode("utf-8", errors="replace")
-            try:
-                from open_clip.tokenizer import basic_clean
-                n_ftfy += open_clip_whitespace(basic_clean(text)) != open_clip_whitespace(text)
-            except ImportError:
-                pass
-    print("%s: %d cases; ftfy/html.unescape would change %d of them" % (path, len(cases), n_ftfy))
+            if basic_clean:
+                text = raw.decode("utf-8", errors="replace")
+                full = toks[0](open_clip_whitespace(basic_clean(text)), max_length=n, truncation=True)["input_ids"]
+                if full != ids[0]:
+                    n_ftfy += 1
+                    examples.append(text[:40])
+    print("%s: %d cases; with ftfy + html.unescape the ids of %d would differ" % (path, len(cases), n_ftfy))
+    for e in examples[:12]:
+        print("    %r" % e)
 
 
 def write_chars(path):
