@@ -31,6 +31,16 @@ int bm_tokenize(const bm_tokenizer *t, const char *text, int32_t *ids, int max_l
 int bm_tokenize_n(const bm_tokenizer *t, const char *text, size_t len, int32_t *ids,
                   int max_len);
 
+/* The vocab.txt text equivalent to a HuggingFace tokenizer.json, for model
+ * folders without vocab.txt: malloc'd into *vocab (free it), ids with no
+ * token become empty lines. Refuses, with a message in err, anything
+ * bm_tokenize would not reproduce: another model than WordPiece "##"/[UNK]
+ * with 100 characters a word, another normalizer than uncased
+ * BertNormalizer, another pre-tokenizer than BertPreTokenizer, another
+ * template than [CLS] $A [SEP], added tokens beyond BERT's five. 0 ok. */
+int bm_vocab_from_tokenizer_json(const char *json, size_t len, char **vocab, size_t *vlen,
+                                 char *err, size_t errlen);
+
 int32_t bm_tokenizer_pad_id(const bm_tokenizer *t);
 int32_t bm_tokenizer_vocab_size(const bm_tokenizer *t);
 
