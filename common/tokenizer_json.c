@@ -98,6 +98,13 @@ int bm_vocab_from_tokenizer_json(const char *text, size_t len, char **vocab, siz
       if (id > maxid) maxid = id;
     }
     n = (size_t)(maxid + 1);
+    /* Holes come from duplicate lines of a vocab.txt: a few. Many would only
+     * make a large, mostly empty table (a hostile file's way to eat memory). */
+    if (!bad && n > 2 * json_object_size(vmap) + 16) {
+      snprintf(err, errlen, "vocab: ids up to %lld for %zu tokens: too sparse", (long long)maxid,
+               json_object_size(vmap));
+      bad = 1;
+    }
     tok = bad ? NULL : calloc(n ? n : 1, sizeof *tok);
     if (!bad && !tok) snprintf(err, errlen, "out of memory"), bad = 1;
     size_t total = 0;

@@ -262,6 +262,7 @@ static bm_tokenizer *test_json(void) {
       {"\"hello\": 74", "\"hello \": 74", "ends in a blank"},
       {"\"hello\": 74", "\"hello\": 0", "id 0 given to"},
       {"\"hello\": 74", "\"hello\": -3", "has no valid id"},
+      {"\"hello\": 74", "\"hello\": 1000", "ids up to 1000 for 75 tokens: too sparse"},
       {"\"version\"", "\"version\" :: ", "not JSON"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
