@@ -12,6 +12,7 @@ Writes
   tests/fixtures/tokenizer_random.txt  random strings from all Unicode planes
     one case a line: MAX_LEN <TAB> HEX(UTF-8 bytes) <TAB> IDS(bert) <TAB> IDS(tiny)
     IDS = space-separated, [CLS] ... [SEP], no padding
+  tests/fixtures/tokenizer-tiny.json   vocab-tiny.txt saved as a tokenizer.json
   tests/fixtures/tokenizer_chars.txt   what the normalizer and pre-tokenizer
     do to every code point alone (see write_chars for the format)
 
@@ -28,7 +29,7 @@ import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 from tokenizers import normalizers, pre_tokenizers  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
+from transformers import BertTokenizerFast  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = os.path.join(HERE, "..", "fixtures")
@@ -40,7 +41,9 @@ def load(vocab_path):
         g.write(f.read())
     with open(os.path.join(d, "tokenizer_config.json"), "w") as g:
         g.write('{"do_lower_case": true, "tokenizer_class": "BertTokenizer"}')
-    t = AutoTokenizer.from_pretrained(d)
+    # What open_clip's AutoTokenizer.from_pretrained gives for an uncased BERT
+    # vocab (in transformers 5 BertTokenizerFast is BertTokenizer, Rust-backed).
+    t = BertTokenizerFast.from_pretrained(d)
     assert t.is_fast, "need the fast (tokenizers) tokenizer"
     return t
 
@@ -278,6 +281,11 @@ def main():
     assert len(toks[0]) == 30522, len(toks[0])
     words = [w for w in open(big, encoding="utf-8").read().split("\n")[1000:]
              if w and not w.startswith("##")]
+    d = tempfile.mkdtemp()  # the tiny vocab as tokenizer.json, for the JSON reader
+    toks[1].save_pretrained(d)
+    with open(os.path.join(d, "tokenizer.json"), "rb") as f, \
+            open(os.path.join(FIX, "tokenizer-tiny.json"), "wb") as g:
+        g.write(f.read())
     write_cases(os.path.join(FIX, "tokenizer_cases.txt"), hard_cases(), toks)
     write_cases(os.path.join(FIX, "tokenizer_random.txt"), random_cases(words, 3000, 1), toks)
     if "--no-chars" not in sys.argv:
