@@ -17,6 +17,10 @@ check "reads stdin like a file" sh -c "bm-fuse -q -c '$T/cls.bmr' <'$T/in.bmr' |
 check "--scale 37.5" \
   sh -c "bm-fuse -q -c '$T/cls.bmr' --scale 37.5 '$T/in.bmr' >'$T/o2.bmr' && $R check '$T/cls.bmr' '$T/in.bmr' '$T/o2.bmr' 37.5"
 
+$R classes "$T/c16.bmr" "$((seed + 9))" $E "vasc,nv,mel,df,bkl,bcc,akiec" --f16
+check "f16 class embeddings" \
+  sh -c "bm-fuse -q -c '$T/c16.bmr' '$T/in.bmr' >'$T/o16.bmr' && $R check '$T/c16.bmr' '$T/in.bmr' '$T/o16.bmr' 100"
+
 # --map: the data's names to prompt class names
 $R classes "$T/ham.bmr" "$((seed + 2))" $E "actinic keratosis,basal cell carcinoma,benign keratosis,dermatofibroma,melanoma,nevus,vasc"
 MAP='{"akiec":"actinic keratosis","bcc":"basal cell carcinoma","bkl":"benign keratosis","df":"dermatofibroma","mel":"melanoma","nv":"nevus"}'
