@@ -44,7 +44,7 @@ static int64_t get_vec(bm_reader *r, const msgpack_object *rec, const char *key,
   int got = bm_rec_tensor(rec, key, &t, err, sizeof err);
   if (got == 0) return 0;
   bm_reader_where(r, where, sizeof where);
-  if (got < 0) bm_die("%s: \"%s\": %s", where, key, err);
+  if (got < 0) bm_die("%s: %s", where, err);
   if (n >= 0 && t.numel != n) bm_die("%s: \"%s\" has %lld values, expected %lld (%s)", where, key, (long long)t.numel, (long long)n, what);
   if (t.numel == 0) bm_die("%s: \"%s\" is empty", where, key);
   if ((size_t)t.numel > *cap) {
@@ -173,10 +173,11 @@ void bm_scoreset_read(const char *path, bm_task want, bm_scoreset *s) {
   int got = bm_reader_next(r, &rec);
   if (got < 0) exit(1);
   if (got == 0) bm_die("%s: empty stream: no records to score", s->name);
-  bm_task task = want != BM_TASK_AUTO ? want : header_task(s->name, h);
-  if (want == BM_TASK_AUTO && !bm_map_get(rec, "target") && bm_map_get(rec, "img_emb") &&
+  bm_task task = want;
+  if (task == BM_TASK_AUTO && !bm_map_get(rec, "target") && bm_map_get(rec, "img_emb") &&
       bm_map_get(rec, "txt_emb"))
     task = BM_TASK_RETRIEVAL; /* no targets but pairs: retrieval, whatever the header says */
+  if (task == BM_TASK_AUTO) task = header_task(s->name, h);
   if (task == BM_TASK_AUTO)
     bm_die("%s: the header names no task (multiclass or multilabel): give --task", s->name);
   s->task = task;

@@ -118,8 +118,10 @@ static int name_width(const bm_scoreset *s) {
 static void confusion_plot(const char *prefix, const bm_scoreset *s, const json_t *report) {
   const json_t *conf = json_object_get(report, "confusion");
   int c = s->c, ml = s->task == BM_TASK_MULTILABEL, nw = name_width(s);
-  int cols = ml ? 4 : c, cell = ml ? 64 : (c <= 8 ? 64 : 480 / c < 28 ? 28 : 480 / c);
-  int L = nw + 30, T = 80, W = L + cols * cell + 40, H = T + c * cell + (ml ? 60 : nw + 40);
+  int cols = ml ? 4 : c, cell = ml ? 72 : (c <= 8 ? 64 : 480 / c < 28 ? 28 : 480 / c);
+  int ch = ml ? 32 : cell; /* cell height */
+  int L = nw + 30, T = 80, W = L + cols * cell + 40, H = T + c * ch + (ml ? 30 : (nw - 20) * 85 / 100 + 40);
+  W = W < 640 ? 640 : W; /* room for the title */
   char *text;
   size_t len;
   FILE *f = svg_open(&text, &len, W, H);
@@ -133,14 +135,14 @@ static void confusion_plot(const char *prefix, const bm_scoreset *s, const json_
     if (ml) {
       fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\" font-weight=\"bold\">%s</text>\n", x, T - 8, mlcols[j]);
     } else {
-      fprintf(f, "<text transform=\"translate(%d,%d) rotate(-55)\" text-anchor=\"end\">", x + 4, T + c * cell + 12);
+      fprintf(f, "<text transform=\"translate(%d,%d) rotate(-55)\" text-anchor=\"end\">", x + 4, T + c * ch + 12);
       put_escaped(f, s->classes[j]);
       fputs("</text>\n", f);
     }
   }
   for (int i = 0; i < c; i++) {
-    int y = T + i * cell;
-    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", L - 8, y + cell / 2 + 4);
+    int y = T + i * ch;
+    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", L - 8, y + ch / 2 + 4);
     put_escaped(f, s->classes[i]);
     fputs("</text>\n", f);
     const json_t *row = json_array_get(conf, (size_t)i);
@@ -151,7 +153,7 @@ static void confusion_plot(const char *prefix, const bm_scoreset *s, const json_
       long long tp = json_integer_value(json_array_get(json_array_get(row, 1), 1));
       long long v[4] = {tp, fn, fp, tn};
       double den[4] = {(double)(tp + fn), (double)(tp + fn), (double)(tn + fp), (double)(tn + fp)};
-      for (int j = 0; j < 4; j++) count_cell(f, L + j * cell, y, cell, cell, v[j], bm_ratio((double)v[j], den[j]));
+      for (int j = 0; j < 4; j++) count_cell(f, L + j * cell, y, cell, ch, v[j], bm_ratio((double)v[j], den[j]));
     } else {
       long long total = 0;
       for (int j = 0; j < c; j++) total += json_integer_value(json_array_get(row, (size_t)j));
@@ -161,7 +163,7 @@ static void confusion_plot(const char *prefix, const bm_scoreset *s, const json_
       }
     }
   }
-  fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#333\"/>\n", L, T, cols * cell, c * cell);
+  fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#333\"/>\n", L, T, cols * cell, c * ch);
   svg_close(f);
   save(prefix, "-confusion.svg", text, len);
 }
