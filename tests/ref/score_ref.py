@@ -13,6 +13,8 @@ Run by tests/t-score*.sh with Debian's python3 (numpy, msgpack, sklearn).
   check-retrieval STREAM GOT.json --what LABEL [--ties pessimistic|optimistic]
   check-aggregate GOT.json RUN.json... --what LABEL
   bad KIND OUT                                  a stream broken at record 3
+  batch FILE                                    run the commands of FILE, one per line
+                                                (shell quoting), in this one process
 
 KIND for gen-class: continuous, ties (few distinct scores), imbalance (one
 class in ~200), degenerate (a class with one target value), onepercls (each
@@ -428,7 +430,7 @@ def expected_aggregate(runs):
     return mean, std
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("gen-class")
@@ -463,11 +465,18 @@ def main():
     g2.add_argument("got")
     g2.add_argument("runs", nargs="+")
     g2.add_argument("--what", required=True)
+    bt = sub.add_parser("batch")
+    bt.add_argument("file")
     b = sub.add_parser("bad")
     b.add_argument("kind", choices=sorted(BAD))
     b.add_argument("out")
-    a = ap.parse_args()
-    if a.cmd == "gen-class":
+    a = ap.parse_args(argv)
+    if a.cmd == "batch":  # sklearn imports once for many checks
+        import shlex
+        for line in open(a.file):
+            if line.strip():
+                main(shlex.split(line))
+    elif a.cmd == "gen-class":
         gen_class(a)
     elif a.cmd == "gen-pairs":
         gen_pairs(a)
