@@ -86,8 +86,9 @@ static void read_pairs(bm_reader *r, const msgpack_object *rec, bm_scoreset *s) 
   } while (bm_reader_next(r, &rec) == 1);
   free(v);
   s->n = img.rows;
-  s->img = img.data;
-  s->txt = txt.data;
+  /* give back the growth slack (large blocks shrink in place) */
+  s->img = bm_xrealloc(img.data, bm_mul_size(img.rows, img.row_bytes));
+  s->txt = bm_xrealloc(txt.data, bm_mul_size(txt.rows, txt.row_bytes));
 }
 
 /* Probabilities of one record from "prob" or "scores", in double. */
@@ -187,6 +188,10 @@ void bm_scoreset_read(const char *path, bm_task want, bm_scoreset *s) {
     if (h && bm_map_get(h, "classes")) {
       s->c = bm_header_classes(h, &s->classes);
       if (s->c < 1) bm_die("%s: header \"classes\" is not a non-empty array of names", s->name);
+      for (int k = 0; k < s->c; k++) /* names key per_class: they must differ */
+        for (int j = 0; j < k; j++)
+          if (strcmp(s->classes[j], s->classes[k]) == 0)
+            bm_die("%s: header \"classes\" names \"%s\" twice", s->name, s->classes[k]);
     }
     read_labels(r, rec, s);
     if (!s->classes) { /* no names: the class index stands for the name */

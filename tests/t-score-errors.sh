@@ -22,6 +22,7 @@ bad_case two-hot 'bad\.bmr: record 3 .*"target" has 2 ones: a multiclass target 
 bad_case prob-range 'bad\.bmr: record 3 .*"prob"\[1\] is 1\.5: not a probability'
 bad_case bad-tensor 'bad\.bmr: record 3 .*"scores": data has 5 bytes'
 bad_case class-count 'bad\.bmr: record 1 .*"target" has 3 values, expected 4 \(the header names 4 classes\)'
+bad_case dup-class 'bad\.bmr: header "classes" names "a" twice'
 bad_case empty 'bad\.bmr: empty stream'
 bad_case no-task 'bad\.bmr: the header names no task'
 bad_case emb-width 'bad\.bmr: record 3 .*"txt_emb" has 3 values, expected 4'

@@ -153,6 +153,7 @@ BAD = {
     "prob-range": lambda r: r.update(prob=tensor(np.array([0.1, 1.5, 0.2], np.float32))),
     "bad-tensor": lambda r: r.update(scores={"dtype": "f32", "shape": [3], "data": b"\0" * 5}),
     "class-count": None,  # header names 4 classes, records have 3
+    "dup-class": None,  # header names a class twice
     "empty": None,  # header only
     "no-task": None,  # no task in the header
     "emb-width": None,  # retrieval, txt_emb narrower at record 3
@@ -171,6 +172,8 @@ def bad(a):
     k = a.kind
     if k == "class-count":
         header["classes"] = ["a", "b", "c", "d"]
+    elif k == "dup-class":
+        header["classes"] = ["a", "b", "a"]
     elif k == "empty":
         recs = []
     elif k == "no-task":
