@@ -324,11 +324,12 @@ def expected_class(a):
     for fig, key in [("f1", "f1"), ("auc", "auc"), ("ap", "ap"), ("sensitivity", "sensitivity"),
                      ("specificity", "specificity")]:
         E[fig + "_macro"] = nanmean([pc[x][key] for x in names])
-    E["f1_micro"] = f1_micro
+    # a pooled ratio with a zero denominator is undefined (null), as per class
+    E["f1_micro"] = f1_micro if 2 * tp.sum() + fp.sum() + fn.sum() > 0 else None
     E["auc_micro"] = roc_auc_score(Y, P, average="micro") if 0 < Y.sum() < Y.size else None
     E["ap_micro"] = average_precision_score(Y, P, average="micro") if Y.sum() > 0 else None
-    E["sensitivity_micro"] = sens_micro
-    E["specificity_micro"] = float(tn.sum() / (tn.sum() + fp.sum()))
+    E["sensitivity_micro"] = sens_micro if tp.sum() + fn.sum() > 0 else None
+    E["specificity_micro"] = float(tn.sum() / (tn.sum() + fp.sum())) if tn.sum() + fp.sum() > 0 else None
     if ml:
         E["exact_match"] = acc
         E["label_accuracy_micro"] = float((Y == pred).mean())
