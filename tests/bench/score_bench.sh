@@ -8,6 +8,7 @@
 #     the same figures (score_ref.py, load and compute timed apart).
 # BENCH_PAIRS, BENCH_DIM, BENCH_RECORDS change the sizes; the streams go to
 # a temporary folder (TMPDIR) and are removed (100k pairs: ~410 MB).
+# Needs /usr/bin/time (Debian package time, in tests/deps.sh).
 : "${BM_BIN:?set BM_BIN}"
 PY=${PY:-/usr/bin/python3}
 N=${BENCH_PAIRS:-100000}
