@@ -55,22 +55,32 @@ typedef struct {
 static void bootstrap(const bm_scoreset *s, size_t **ord, const size_t *cell_ord,
                       const bm_report_opts *o, double *lo, double *hi, long *undefined) {
   size_t n = s->n, c = (size_t)s->c, B = (size_t)o->bootstrap;
-  uint32_t *w = bm_xmalloc(bm_mul_size(n, sizeof *w));
-  uint32_t *wc = bm_xmalloc(bm_mul_size(n * c, sizeof *wc));
   double *vals = bm_xmalloc(bm_mul_size(B * (c + 2), sizeof *vals)); /* figure-major */
-  double *per = bm_xmalloc(bm_mul_size(c, sizeof *per));
-  bm_rng rng;
-  bm_rng_seed(&rng, o->seed);
-  for (size_t b = 0; b < B; b++) {
-    memset(w, 0, n * sizeof *w);
-    for (size_t i = 0; i < n; i++) w[(size_t)(bm_rng_uniform(&rng) * (double)n)]++;
-    for (size_t k = 0; k < c; k++) {
-      per[k] = bm_auc(s->p + k * n, s->y + k * n, w, ord[k], n);
-      vals[k * B + b] = per[k];
-      memcpy(wc + k * n, w, n * sizeof *w);
+#pragma omp parallel
+  {
+    uint32_t *w = bm_xmalloc(bm_mul_size(n, sizeof *w));
+    uint32_t *wc = bm_xmalloc(bm_mul_size(n * c, sizeof *wc));
+    double *per = bm_xmalloc(bm_mul_size(c, sizeof *per));
+#pragma omp for schedule(dynamic)
+    for (size_t b = 0; b < B; b++) {
+      /* Resample b takes draws b*n .. b*n+n-1 of the one seeded sequence,
+       * whatever the thread: splitmix64's state is a counter stepping by
+       * its constant, so it can start there directly. */
+      bm_rng rng;
+      bm_rng_seed(&rng, o->seed + (uint64_t)b * (uint64_t)n * 0x9E3779B97F4A7C15ULL);
+      memset(w, 0, n * sizeof *w);
+      for (size_t i = 0; i < n; i++) w[(size_t)(bm_rng_uniform(&rng) * (double)n)]++;
+      for (size_t k = 0; k < c; k++) {
+        per[k] = bm_auc(s->p + k * n, s->y + k * n, w, ord[k], n);
+        vals[k * B + b] = per[k];
+        memcpy(wc + k * n, w, n * sizeof *w);
+      }
+      vals[c * B + b] = bm_nanmean(per, c, 1, NULL);
+      vals[(c + 1) * B + b] = bm_auc(s->p, s->y, wc, cell_ord, n * c);
     }
-    vals[c * B + b] = bm_nanmean(per, c, 1, NULL);
-    vals[(c + 1) * B + b] = bm_auc(s->p, s->y, wc, cell_ord, n * c);
+    free(per);
+    free(wc);
+    free(w);
   }
   for (size_t f = 0; f < c + 2; f++) {
     double *v = vals + f * B;
@@ -81,10 +91,7 @@ static void bootstrap(const bm_scoreset *s, size_t **ord, const size_t *cell_ord
     lo[f] = bm_percentile(v, m, 2.5);
     hi[f] = bm_percentile(v, m, 97.5);
   }
-  free(per);
   free(vals);
-  free(wc);
-  free(w);
 }
 
 static json_t *ci_json(double lo, double hi) {

@@ -49,6 +49,9 @@ check_fails "--thresholds-from refuses a validation stream with other classes" b
 # bootstrap intervals: the same resamples replayed in Python (splitmix64)
 bm-score --json --bootstrap 40 --seed $seed "$T/test.bmr" >"$T/got.json"
 "$PY" "$REF" check "$T/test.bmr" "$T/got.json" --bootstrap 40 --seed $seed --what "bootstrap AUROC percentile intervals, 40 resamples"
+OMP_NUM_THREADS=1 bm-score --json --bootstrap 40 --seed $seed "$T/test.bmr" >"$T/got1.json"
+OMP_NUM_THREADS=3 bm-score --json --bootstrap 40 --seed $seed "$T/test.bmr" >"$T/got3.json"
+check "the intervals do not depend on the number of threads" cmp "$T/got1.json" "$T/got3.json"
 "$PY" "$REF" gen-class "$T/deg.bmr" --task multiclass --kind degenerate --n 60 --c 4 --seed $seed --source prob
 bm-score --json --bootstrap 25 --seed 3 "$T/deg.bmr" >"$T/got.json"
 "$PY" "$REF" check "$T/deg.bmr" "$T/got.json" --bootstrap 25 --seed 3 --what "bootstrap with a class that has no positives"
