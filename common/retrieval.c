@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util.h"
 
@@ -39,9 +40,59 @@ static void tile(tiler *t, size_t r0, size_t nr, size_t c0, size_t nc, double *o
               (int)d, t->wb, (int)d, 0.0, out, (int)nc);
 }
 
+/* Add one tile's comparisons to the counts: row i against its true pair's
+ * score drow[i] (image queries), column j against dcol[j] (text queries).
+ * Rows go to threads; each thread sums its columns apart, then adds them. */
+static void count_tile(const double *S, size_t nr, size_t nc, const double *drow, const double *dcol,
+                       int64_t *ib, int64_t *it, int64_t *tb, int64_t *tt) {
+#pragma omp parallel
+  {
+    int64_t *cb = bm_xcalloc(nc, sizeof *cb), *ce = bm_xcalloc(nc, sizeof *ce);
+#pragma omp for schedule(static)
+    for (size_t i = 0; i < nr; i++) {
+      const double *row = S + i * nc;
+      double di = drow[i];
+      int64_t gt = 0, eq = 0;
+#pragma omp simd reduction(+ : gt, eq)
+      for (size_t j = 0; j < nc; j++) {
+        double s = row[j];
+        gt += s > di;
+        eq += s == di;
+        cb[j] += s > dcol[j]; /* the same score seen from text query j */
+        ce[j] += s == dcol[j];
+      }
+      ib[i] += gt;
+      it[i] += eq;
+    }
+#pragma omp critical
+    for (size_t j = 0; j < nc; j++) {
+      tb[j] += cb[j];
+      tt[j] += ce[j];
+    }
+    free(cb);
+    free(ce);
+  }
+}
+
+/* OpenBLAS 0.3.21 does not know some recent Xeons by model (a VM may show
+ * just "Intel Xeon Processor") and falls back to its SSE3 "Prescott"
+ * kernels: 2-4x slower GEMM. The core type can only be chosen in the
+ * environment before the library loads, so say how. */
+static void check_kernels(void) {
+  static const char *fast[] = {"haswell", "skylakex", "cooperlake", "sapphirerapids", "zen"};
+  const char *core = openblas_get_corename();
+  if (!core || getenv("OPENBLAS_CORETYPE") || !__builtin_cpu_supports("avx2")) return;
+  for (size_t i = 0; i < sizeof fast / sizeof fast[0]; i++)
+    if (strcasecmp(core, fast[i]) == 0) return;
+  int avx512 = __builtin_cpu_supports("avx512f");
+  bm_warn("OpenBLAS chose its %s kernels on a CPU with %s: GEMM runs 2-4x slower than it can; "
+          "set OPENBLAS_CORETYPE=%s", core, avx512 ? "AVX-512" : "AVX2", avx512 ? "SkylakeX" : "Haswell");
+}
+
 void bm_retrieval_counts(const float *img, const float *txt, size_t n, size_t d,
                          const bm_retrieval_opts *opt, int64_t *i2t_better, int64_t *i2t_tied,
                          int64_t *t2i_better, int64_t *t2i_tied) {
+  if (!opt->quiet) check_kernels();
   size_t B = opt->block ? opt->block : 1024;
   if (B > n) B = n ? n : 1;
   if (d > (size_t)INT32_MAX / 2 || B > 46340) bm_die("retrieval: embedding width %zu or block %zu too large", d, B);
@@ -75,22 +126,16 @@ void bm_retrieval_counts(const float *img, const float *txt, size_t n, size_t d,
     for (size_t c0 = 0; c0 < n; c0 += B) {
       size_t nc = n - c0 < B ? n - c0 : B;
       tile(&t, r0, nr, c0, nc, S);
-      for (size_t i = 0; i < nr; i++) {
-        const double *row = S + i * nc;
-        double di = diag[r0 + i];
-        int64_t gt = 0, eq = 0;
-        for (size_t j = 0; j < nc; j++) {
-          if (r0 + i == c0 + j) continue;
-          double s = row[j];
-          gt += s > di;
-          eq += s == di;
-          /* the same score seen from text query c0+j */
-          t2i_better[c0 + j] += s > diag[c0 + j];
-          t2i_tied[c0 + j] += s == diag[c0 + j];
+      count_tile(S, nr, nc, diag + r0, diag + c0, i2t_better + r0, i2t_tied + r0, t2i_better + c0,
+                 t2i_tied + c0);
+      if (r0 == c0) /* the true pairs took part above: take them out */
+        for (size_t i = 0; i < nr; i++) {
+          double s = S[i * nc + i];
+          i2t_better[r0 + i] -= s > diag[r0 + i];
+          i2t_tied[r0 + i] -= s == diag[r0 + i];
+          t2i_better[r0 + i] -= s > diag[r0 + i];
+          t2i_tied[r0 + i] -= s == diag[r0 + i];
         }
-        i2t_better[r0 + i] += gt;
-        i2t_tied[r0 + i] += eq;
-      }
       done++;
       bm_progress_update(&prog, "retrieval: tile %zu of %zu", done, nblk * nblk);
     }

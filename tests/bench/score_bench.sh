@@ -8,6 +8,9 @@
 #     the same figures (score_ref.py, load and compute timed apart).
 # BENCH_PAIRS, BENCH_DIM, BENCH_RECORDS change the sizes; the streams go to
 # a temporary folder (TMPDIR) and are removed (100k pairs: ~410 MB).
+# BENCH_CORETYPES="Prescott SkylakeX" repeats the retrieval with each
+# OPENBLAS_CORETYPE (OpenBLAS 0.3.21 runs its slow SSE3 kernels on Xeons it
+# does not know by model, e.g. in a VM; bm-score warns when it sees that).
 # Needs /usr/bin/time (Debian package time, in tests/deps.sh).
 : "${BM_BIN:?set BM_BIN}"
 PY=${PY:-/usr/bin/python3}
@@ -28,14 +31,17 @@ timed() { # label command...: wall seconds and peak RSS from /usr/bin/time -v
   echo "$label: ${wall}s wall, peak RSS $((rss / 1024)) MiB"
 }
 
-echo "# $(nproc) cores, OpenBLAS $(pkg-config --modversion openblas 2>/dev/null), $(date -u +%FT%TZ)"
+core=$(OPENBLAS_VERBOSE=2 bm-score --help 2>&1 | sed -n 's/^Core: //p')
+echo "# $(nproc) cores, OpenBLAS $(pkg-config --modversion openblas 2>/dev/null) ($core kernels), $(date -u +%FT%TZ)"
 "$PY" "$REF" gen-pairs "$T/pairs.bmr" --n "$N" --d "$D" --seed 1 --kind random
 echo "retrieval: $N pairs x $D dims, stream $(($(wc -c <"$T/pairs.bmr") / 1048576)) MiB"
-for prec in double single; do
-  timed "bm-score retrieval ($prec)" bm-score --json --quiet --precision $prec "$T/pairs.bmr" &&
+for ct in ${BENCH_CORETYPES:-default}; do for prec in double single; do
+  if [ "$ct" = default ]; then set --; label="bm-score retrieval ($prec)"
+  else set -- "OPENBLAS_CORETYPE=$ct"; label="bm-score retrieval ($prec, OPENBLAS_CORETYPE=$ct)"; fi
+  timed "$label" env "$@" bm-score --json --quiet --precision $prec "$T/pairs.bmr" &&
     awk -v n="$N" -v d="$D" -v s="$wall" 'BEGIN { printf "  %.1f GFLOP/s over the N x N similarities (2*N*N*D / wall)\n", 2 * n * n * d / s / 1e9 }' &&
     "$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); print('  i2t R@1/5/10 %.4f %.4f %.4f, t2i %.4f %.4f %.4f' % tuple(r[k] for k in ('i2t_r1','i2t_r5','i2t_r10','t2i_r1','t2i_r5','t2i_r10')))" "$T/out"
-done
+done; done
 rm -f "$T/pairs.bmr"
 
 for task in multilabel:14 multiclass:7; do
