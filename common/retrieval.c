@@ -45,7 +45,7 @@ static void tile(tiler *t, size_t r0, size_t nr, size_t c0, size_t nc, double *o
  * Rows go to threads; each thread sums its columns apart, then adds them. */
 static void count_tile(const double *S, size_t nr, size_t nc, const double *drow, const double *dcol,
                        int64_t *ib, int64_t *it, int64_t *tb, int64_t *tt) {
-#pragma omp parallel
+#pragma omp parallel if (nr * nc >= (size_t)1 << 16) /* small tiles: not worth the threads */
   {
     int64_t *cb = bm_xcalloc(nc, sizeof *cb), *ce = bm_xcalloc(nc, sizeof *ce);
 #pragma omp for schedule(static)

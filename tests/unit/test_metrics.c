@@ -71,10 +71,10 @@ static void test_small(void) {
 }
 
 /* Brute force: every score by a plain double loop (exact on quarter values). */
-static void test_retrieval(void) {
+static void test_retrieval(size_t n, const size_t *blocks, size_t nblocks) {
   bm_rng r;
-  bm_rng_seed(&r, 42);
-  size_t n = 53, d = 6;
+  bm_rng_seed(&r, 42 + n);
+  size_t d = 6;
   float *img = malloc(n * d * sizeof *img), *txt = malloc(n * d * sizeof *txt);
   for (size_t i = 0; i < n * d; i++) {
     img[i] = (float)((int)(bm_rng_uniform(&r) * 5) - 2) / 4;
@@ -96,29 +96,34 @@ static void test_retrieval(void) {
       want[2 * n + j] += sij > sjj;
       want[3 * n + j] += sij == sjj;
     }
-  size_t blocks[] = {1, 5, 53, 64};
   for (int single = 0; single < 2; single++)
-    for (size_t b = 0; b < 4; b++) {
+    for (size_t b = 0; b < nblocks; b++) {
       for (size_t i = 0; i < 4 * n; i++) got[i] = -7; /* poison */
       bm_retrieval_opts o = {.single = single, .block = blocks[b], .quiet = 1};
       bm_retrieval_counts(img, txt, n, d, &o, got, got + n, got + 2 * n, got + 3 * n);
-      CHECK(memcmp(got, want, 4 * n * sizeof *got) == 0, "retrieval counts equal brute force (%s, block %zu)",
-            single ? "single" : "double", blocks[b]);
+      CHECK(memcmp(got, want, 4 * n * sizeof *got) == 0, "retrieval counts equal brute force (n %zu, %s, block %zu)",
+            n, single ? "single" : "double", blocks[b]);
     }
-  int64_t better[] = {0, 0, 3, 9}, tied[] = {0, 2, 0, 0};
-  CHECK(bm_recall_at(better, tied, 4, 1, 1) == 0.25 && bm_recall_at(better, tied, 4, 0, 1) == 0.5,
-        "R@1: a tie counts against the true pair only when pessimistic");
-  CHECK(bm_recall_at(better, tied, 4, 1, 4) == 0.75 && bm_recall_at(better, tied, 4, 1, 10) == 1.0, "R@k counts rank <= k");
   free(img);
   free(txt);
   free(got);
   free(want);
 }
 
+static void test_recall(void) {
+  int64_t better[] = {0, 0, 3, 9}, tied[] = {0, 2, 0, 0};
+  CHECK(bm_recall_at(better, tied, 4, 1, 1) == 0.25 && bm_recall_at(better, tied, 4, 0, 1) == 0.5,
+        "R@1: a tie counts against the true pair only when pessimistic");
+  CHECK(bm_recall_at(better, tied, 4, 1, 4) == 0.75 && bm_recall_at(better, tied, 4, 1, 10) == 1.0, "R@k counts rank <= k");
+}
+
 int main(void) {
   test_ranking();
   test_threshold();
   test_small();
-  test_retrieval();
+  static const size_t small[] = {1, 5, 53, 64}, large[] = {300, 129}; /* 300^2: threads count */
+  test_retrieval(53, small, 4);
+  test_retrieval(300, large, 2);
+  test_recall();
   CHECK_DONE();
 }
