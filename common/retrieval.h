@@ -10,20 +10,27 @@
  *   better + tied + 1     when ties are ranked pessimistically (default),
  * and Recall@k is the fraction of queries whose rank is <= k.
  *
- * S is computed tile by tile (block x block, OpenBLAS GEMM over the full
- * embedding width), so memory is O(block^2 + block*d) beyond the inputs and
- * one GEMM pass covers both directions. The true pair's score is read from
- * the same GEMM tile shape as every other score, so equal embeddings give
- * exactly equal scores. Double precision (dgemm on the float32 inputs,
- * whose products are exact in double) by default; single uses sgemm. */
+ * Scores are compared exactly: a tie is equality of bm_pair_score, the
+ * double-precision dot product summed in index order, the same function for
+ * every pair, so equal embeddings always tie and the result does not depend
+ * on tiling, threads or the BLAS kernels. To get there at GEMM speed, S is
+ * computed tile by tile (block x block, OpenBLAS GEMM over the full width;
+ * memory O(block^2 + block*d) beyond the inputs, one pass for both
+ * directions, in sgemm), and a GEMM score decides a comparison only when it
+ * lies farther from the true pair's score than the rounding error bound of
+ * the two computations; the few pairs inside that window are scored again
+ * with bm_pair_score.
+ */
 #ifndef BM_RETRIEVAL_H
 #define BM_RETRIEVAL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+/* The score of one pair: sum over k in order of (double)img[k] * txt[k]. */
+double bm_pair_score(const float *img, const float *txt, size_t d);
+
 typedef struct {
-  int single;   /* sgemm instead of dgemm */
   size_t block; /* tile edge; 0 means the default (1024) */
   int quiet;    /* no progress line on stderr */
 } bm_retrieval_opts;

@@ -309,7 +309,6 @@ json_t *bm_report_retrieval(const bm_scoreset *s, const bm_retrieval_opts *ro, i
   json_object_set_new(r, "n", json_integer((json_int_t)n));
   json_object_set_new(r, "dim", json_integer((json_int_t)s->d));
   json_object_set_new(r, "ties", json_string(pessimistic ? "pessimistic" : "optimistic"));
-  json_object_set_new(r, "precision", json_string(ro->single ? "single" : "double"));
   static const int ks[] = {1, 5, 10};
   for (int dir = 0; dir < 2; dir++)
     for (int i = 0; i < 3; i++) {

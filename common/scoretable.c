@@ -14,9 +14,9 @@ static const char *str(const json_t *o, const char *key) {
 }
 
 static void retrieval_table(FILE *f, const json_t *r) {
-  fprintf(f, "bm-score: retrieval, %lld pairs, %lld-dim embeddings (ties %s, %s precision)\n",
+  fprintf(f, "bm-score: retrieval, %lld pairs, %lld-dim embeddings (ties ranked %s)\n",
           (long long)json_integer_value(json_object_get(r, "n")),
-          (long long)json_integer_value(json_object_get(r, "dim")), str(r, "ties"), str(r, "precision"));
+          (long long)json_integer_value(json_object_get(r, "dim")), str(r, "ties"));
   fprintf(f, "%-12s %7s %7s %7s %12s\n", "query", "R@1", "R@5", "R@10", "tied queries");
   static const char *dirs[][2] = {{"i2t", "image->text"}, {"t2i", "text->image"}};
   for (int d = 0; d < 2; d++) {

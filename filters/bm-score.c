@@ -41,7 +41,6 @@ static const char usage[] =
     "  -p, --plot PREFIX          write PREFIX-roc.svg and PREFIX-confusion.svg\n"
     "      --ties RULE            retrieval: pessimistic (default; a tie ranks ahead\n"
     "                             of the true pair) or optimistic (behind it)\n"
-    "      --precision P          retrieval similarities in double (default) or single\n"
     "      --block N              retrieval tile edge (default 1024)\n"
     "  -a, --aggregate            the arguments are bm-score --json outputs: print the\n"
     "                             mean and sample standard deviation (ddof=1) of each figure\n"
@@ -61,7 +60,7 @@ typedef struct {
   bm_retrieval_opts ropt;
 } options;
 
-enum { OPT_THRESHOLD = 256, OPT_THR_FROM, OPT_THR_METRIC, OPT_TIES, OPT_PRECISION, OPT_BLOCK };
+enum { OPT_THRESHOLD = 256, OPT_THR_FROM, OPT_THR_METRIC, OPT_TIES, OPT_BLOCK };
 
 static void parse_options(int argc, char **argv, options *o) {
   static const struct option longs[] = {
@@ -71,7 +70,7 @@ static void parse_options(int argc, char **argv, options *o) {
       {"threshold-metric", required_argument, 0, OPT_THR_METRIC},
       {"bootstrap", required_argument, 0, 'b'}, {"seed", required_argument, 0, 's'},
       {"plot", required_argument, 0, 'p'},   {"ties", required_argument, 0, OPT_TIES},
-      {"precision", required_argument, 0, OPT_PRECISION}, {"block", required_argument, 0, OPT_BLOCK},
+      {"block", required_argument, 0, OPT_BLOCK},
       {"aggregate", no_argument, 0, 'a'},    {"quiet", no_argument, 0, 'q'},
       {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
   int c;
@@ -105,11 +104,6 @@ static void parse_options(int argc, char **argv, options *o) {
       if (strcmp(optarg, "pessimistic") == 0) o->optimistic = 0;
       else if (strcmp(optarg, "optimistic") == 0) o->optimistic = 1;
       else bm_usage_die("--ties: not pessimistic or optimistic: %s", optarg);
-      break;
-    case OPT_PRECISION:
-      if (strcmp(optarg, "double") == 0) o->ropt.single = 0;
-      else if (strcmp(optarg, "single") == 0) o->ropt.single = 1;
-      else bm_usage_die("--precision: not double or single: %s", optarg);
       break;
     case OPT_BLOCK:
       if (bm_parse_long(optarg, 1, 16384, &v)) bm_usage_die("--block: not a size (1..16384): %s", optarg);

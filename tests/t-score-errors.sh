@@ -41,7 +41,7 @@ check "--task fills in a header without one" bm-score --task multiclass "$T/nt.b
 
 bm-score --bogus >"$T/out" 2>&1
 check_eq "an unknown option: exit 2" "$?" "2"
-for args in "--threshold 1.5" "--threshold-metric auc" "--bootstrap -1" "--ties random" "--precision half" "--task binary" "--block 0"; do
+for args in "--threshold 1.5" "--threshold-metric auc" "--bootstrap -1" "--ties random" "--task binary" "--block 0"; do
   bm-score $args "$T/ok.bmr" >"$T/out" 2>&1
   check_eq "bm-score $args: exit 2" "$?" "2"
 done

@@ -1,8 +1,7 @@
 #!/bin/sh
 # tests/bench/score_bench.sh - bm-score at scale (numbers, not pass/fail):
 #  1. retrieval Recall@1/5/10 both ways on N random pairs of D-dim unit
-#     embeddings (default 100000 x 512): wall time, GEMM rate, peak RSS,
-#     in double (default) and single precision;
+#     embeddings (default 100000 x 512): wall time, GEMM rate, peak RSS;
 #  2. the classification figures on M records (default 100000, 14 classes
 #     multilabel and 7 multiclass): bm-score against scikit-learn computing
 #     the same figures (score_ref.py, load and compute timed apart).
@@ -35,13 +34,13 @@ core=$(OPENBLAS_VERBOSE=2 bm-score --help 2>&1 | sed -n 's/^Core: //p')
 echo "# $(nproc) cores, OpenBLAS $(pkg-config --modversion openblas 2>/dev/null) ($core kernels), $(date -u +%FT%TZ)"
 "$PY" "$REF" gen-pairs "$T/pairs.bmr" --n "$N" --d "$D" --seed 1 --kind random
 echo "retrieval: $N pairs x $D dims, stream $(($(wc -c <"$T/pairs.bmr") / 1048576)) MiB"
-for ct in ${BENCH_CORETYPES:-default}; do for prec in double single; do
-  if [ "$ct" = default ]; then set --; label="bm-score retrieval ($prec)"
-  else set -- "OPENBLAS_CORETYPE=$ct"; label="bm-score retrieval ($prec, OPENBLAS_CORETYPE=$ct)"; fi
-  timed "$label" env "$@" bm-score --json --quiet --precision $prec "$T/pairs.bmr" &&
+for ct in ${BENCH_CORETYPES:-default}; do
+  if [ "$ct" = default ]; then set --; label="bm-score retrieval"
+  else set -- "OPENBLAS_CORETYPE=$ct"; label="bm-score retrieval (OPENBLAS_CORETYPE=$ct)"; fi
+  timed "$label" env "$@" bm-score --json --quiet "$T/pairs.bmr" &&
     awk -v n="$N" -v d="$D" -v s="$wall" 'BEGIN { printf "  %.1f GFLOP/s over the N x N similarities (2*N*N*D / wall)\n", 2 * n * n * d / s / 1e9 }' &&
     "$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); print('  i2t R@1/5/10 %.4f %.4f %.4f, t2i %.4f %.4f %.4f' % tuple(r[k] for k in ('i2t_r1','i2t_r5','i2t_r10','t2i_r1','t2i_r5','t2i_r10')))" "$T/out"
-done; done
+done
 rm -f "$T/pairs.bmr"
 
 for task in multilabel:14 multiclass:7; do

@@ -96,13 +96,12 @@ static void test_retrieval(size_t n, const size_t *blocks, size_t nblocks) {
       want[2 * n + j] += sij > sjj;
       want[3 * n + j] += sij == sjj;
     }
-  for (int single = 0; single < 2; single++)
-    for (size_t b = 0; b < nblocks; b++) {
+  for (size_t b = 0; b < nblocks; b++) {
       for (size_t i = 0; i < 4 * n; i++) got[i] = -7; /* poison */
-      bm_retrieval_opts o = {.single = single, .block = blocks[b], .quiet = 1};
+      bm_retrieval_opts o = {.block = blocks[b], .quiet = 1};
       bm_retrieval_counts(img, txt, n, d, &o, got, got + n, got + 2 * n, got + 3 * n);
-      CHECK(memcmp(got, want, 4 * n * sizeof *got) == 0, "retrieval counts equal brute force (n %zu, %s, block %zu)",
-            n, single ? "single" : "double", blocks[b]);
+      CHECK(memcmp(got, want, 4 * n * sizeof *got) == 0, "retrieval counts equal brute force (n %zu, block %zu)",
+            n, blocks[b]);
     }
   free(img);
   free(txt);
