@@ -111,7 +111,8 @@ void bm_retrieval_counts(const float *img, const float *txt, size_t n, size_t d,
   if (!opt->quiet) check_kernels();
   size_t B = opt->block ? opt->block : 1024;
   if (B > n) B = n ? n : 1;
-  if (d > (size_t)INT32_MAX / 2 || B > 46340) bm_die("retrieval: embedding width %zu or block %zu too large", d, B);
+  /* the rounding bound below needs d * 2^-24 well under 1 */
+  if (d > (size_t)1 << 22 || B > 46340) bm_die("retrieval: embedding width %zu or block %zu too large", d, B);
   float *S = bm_xmalloc(bm_mul_size(B * B, sizeof *S));
   double *truth = bm_xmalloc(bm_mul_size(n, sizeof *truth));
   float *win = bm_xmalloc(bm_mul_size(n, 4 * sizeof *win));
