@@ -3,7 +3,7 @@
 # One list, used by `make deps` and by the check that every build runs first.
 PKGS="build-essential pkg-config libmsgpack-dev libarchive-dev libvips-dev libopenblas-dev
 libutf8proc-dev libjansson-dev python3 python3-numpy python3-msgpack python3-pil
-python3-sklearn clang libclang-rt-14-dev zip"
+python3-sklearn clang libclang-rt-14-dev zip time"
 case "$1" in
 check)
   for p in $PKGS; do
