@@ -340,6 +340,14 @@ static obj *rebuild_tensor(pk *k, obj *args) {
     }
   }
   t.numel = numel;
+  /* more elements than the storage means repeated elements (expand, as_strided):
+   * never in a state dict, and a way to make a tiny file demand terabytes */
+  if (numel > st->numel) {
+    fail(k, "tensor on storage %s has %lld elements, more than its storage's %lld (an expanded "
+            "or overlapping view; save a contiguous copy)", st->key, (long long)numel,
+         (long long)st->numel);
+    return NULL;
+  }
   if (numel > 0 ? last >= st->numel : t.offset > st->numel) {
     fail(k, "tensor on storage %s reaches element %lld but the storage holds %lld", st->key,
          (long long)last, (long long)st->numel);

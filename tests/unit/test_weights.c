@@ -150,6 +150,24 @@ static void test_fixtures(const char *tmp) {
   check_all("model_deflate.bin", &ws, e, ne, 1);
   bm_weights_free(&ws);
 
+  fxpath(path, sizeof path, "model_p4.bin");
+  CHECK(bm_weights_load(path, &ws, err, sizeof err) == 0, "torch zip with pickle protocol 4 loads (%s)", err);
+  check_all("model_p4.bin", &ws, e, ne, 1);
+  bm_weights_free(&ws);
+
+  fxpath(path, sizeof path, "many.bin");
+  CHECK(bm_weights_load(path, &ws, err, sizeof err) == 0, "300 tensors (memo past 255) load (%s)", err);
+  int many_ok = ws.n == 300;
+  for (int i = 0; many_ok && i < 300; i++) {
+    char nm[32];
+    snprintf(nm, sizeof nm, "t.%d", i);
+    const bm_weight *w = bm_weights_get(&ws, nm);
+    many_ok = w && w == &ws.w[i] && w->numel == 2 && ((float *)w->data)[0] == (float)i &&
+              ((float *)w->data)[1] == -i - 0.5f;
+  }
+  CHECK(many_ok, "many.bin: t.i = [i, -i-0.5] for all 300, in order");
+  bm_weights_free(&ws);
+
   fxpath(path, sizeof path, "model.safetensors");
   CHECK(bm_weights_load(path, &ws, err, sizeof err) == 0, "safetensors loads (%s)", err);
   check_all("model.safetensors", &ws, e, ne, 0);
@@ -273,6 +291,7 @@ static void test_bad_fixtures(void) {
       {"bad_global.bin", "a foreign global", "refusing global os.system", "crafted/data.pkl"},
       {"bad_stride.bin", "a stride past the storage", "storage 0", "reaches element 13"},
       {"bad_offset.bin", "an offset past the storage", "storage 0", "reaches element 12"},
+      {"bad_expand.bin", "an expanded (stride 0) view", "more than its storage", "storage 0"},
       {"bad_short.bin", "a storage shorter than its tensor", "crafted/data/0", "tensor w"},
       {"bad_missing.bin", "a missing storage member", "crafted/data/0", "missing"},
       {"bad_bigendian.bin", "a big-endian checkpoint", "big-endian", "crafted/byteorder"},
