@@ -239,6 +239,7 @@ static int read_storages(const src *s, const char *prefix, const bm_pk_state *ps
     /* buffers are made only now that the member is known to be big enough */
     if (plan[si].direct >= 0) {
       bm_weight *w = &out->w[plan[si].direct];
+      if (!w->nbytes) continue; /* empty tensors already have their buffer */
       if (!(w->data = bm_w_alloc(w->nbytes)))
         rc = bm_w_err(s->err, s->errlen, "%s: tensor %s: out of memory for %zu bytes", s->path,
                       w->name, w->nbytes);
@@ -254,7 +255,7 @@ static int read_storages(const src *s, const char *prefix, const bm_pk_state *ps
     if (!(rc = read_member(s, a, name, tmp, want)))
       for (int i = 0; !rc && i < ps->nt; i++) {
         bm_weight *w = &out->w[i];
-        if (ps->t[i].storage != si) continue;
+        if (ps->t[i].storage != si || !w->nbytes) continue;
         if (!(w->data = bm_w_alloc(w->nbytes)))
           rc = bm_w_err(s->err, s->errlen, "%s: tensor %s: out of memory for %zu bytes", s->path,
                         w->name, w->nbytes);

@@ -391,6 +391,7 @@ static int setitems(pk *k, obj *d, int64_t from) {
   int64_t n = k->sp - from;
   if (d->type != O_DICT) return fail(k, "SETITEM on a %s", type_names[d->type]);
   if (n % 2) return fail(k, "SETITEMS with an odd number of items");
+  if (!n) return 0; /* an empty dict has no items array yet */
   if (grow_items(k, d, d->n + n)) return -1;
   memcpy(d->items + d->n, k->stack + from, (size_t)n * sizeof(obj *));
   d->n += n;
@@ -401,6 +402,7 @@ static int setitems(pk *k, obj *d, int64_t from) {
 static int appends(pk *k, obj *l, int64_t from) {
   int64_t n = k->sp - from;
   if (l->type != O_LIST) return fail(k, "APPEND on a %s", type_names[l->type]);
+  if (!n) return 0;
   if (grow_items(k, l, l->n + n)) return -1;
   memcpy(l->items + l->n, k->stack + from, (size_t)n * sizeof(obj *));
   l->n += n;
