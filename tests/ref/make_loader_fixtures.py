@@ -20,6 +20,9 @@ Writes
   bad_*.bin          hand-made torch zips for the error tests (see BAD below)
   legacy.bin         torch.save(..., _use_new_zipfile_serialization=False)
 Also writes the fuzz seeds tests/fuzz/corpus_{unpickle,safetensors,torchzip}/seed_*.
+    python3 tests/ref/make_loader_fixtures.py --verify-c build/tests/test_weights
+checks that the safetensors library reads what the C writer wrote and records
+the verdict in python_reads_c.txt.
 Nothing in here is ever unpickled by Python: the bad pickles are written as bytes.
 """
 import collections
@@ -246,5 +249,43 @@ def main():
     fuzz_seeds(sd)
 
 
+def verify_c(test_weights):
+    """The real safetensors library reads what bm_safetensors_write wrote
+    (test_weights --write), bit for bit; the verdict is committed as
+    python_reads_c.txt since CI has no safetensors package."""
+    import subprocess
+    import tempfile
+    import safetensors
+    from safetensors import safe_open
+    np_dt = {"f32": "<f4", "f16": "<f2", "bf16": "<u2", "i64": "<i8", "i32": "<i4", "u8": "u1"}
+    runs, tensors = 0, 0
+    with tempfile.TemporaryDirectory() as d:
+        for _ in range(20):
+            path = os.path.join(d, "c.safetensors")
+            lines = subprocess.run([test_weights, "--write", path], check=True, capture_output=True,
+                                   text=True).stdout.split("\n")
+            with safe_open(path, framework="pt") as f:
+                assert f.metadata() == {"config": '{"a": 1}', "vocab": "[PAD]\n[UNK]\n"}, f.metadata()
+                want = [l.split() for l in lines if l]
+                assert sorted(f.keys()) == sorted(w[0] for w in want)
+                for name, dt, shape, hexb in want:
+                    t = f.get_tensor(name)
+                    shp = [] if shape == "-" else [int(x) for x in shape.split(",")]
+                    assert list(t.shape) == shp and DT[t.dtype] == dt, (name, t.shape, t.dtype)
+                    got = t.view(torch.int16) if t.dtype == torch.bfloat16 else t
+                    assert got.numpy().astype(np.dtype(np_dt[dt])).tobytes() == bytes.fromhex(hexb), name
+                    tensors += 1
+            runs += 1
+    with open(f"{OUT}/python_reads_c.txt", "w") as f:
+        f.write(f"ok: safetensors {safetensors.__version__} (torch {torch.__version__.split('+')[0]}) read "
+                f"{runs} random files written by bm_safetensors_write ({tensors} tensors, all dtypes) "
+                f"bit for bit, metadata config and vocab intact\n")
+    print(open(f"{OUT}/python_reads_c.txt").read(), end="")
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--verify-c":
+        OUT = os.path.join(os.path.dirname(__file__), "..", "fixtures", "loader")
+        verify_c(sys.argv[2])
+    else:
+        main()

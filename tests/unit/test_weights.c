@@ -7,7 +7,9 @@
  *   test_weights                  run the checks
  *   test_weights --write PATH     write a random .safetensors to PATH and its
  *                                 expected.txt lines on stdout (t-weights.sh
- *                                 reads it back with numpy) */
+ *                                 reads it back with numpy)
+ *   test_weights --load PATH      load PATH once, print counts and time
+ *                                 (tests/bench/loader.sh) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <math.h>
@@ -447,8 +449,25 @@ static int write_mode(const char *path) {
   return 0;
 }
 
+/* loads PATH once (tests/bench/loader.sh measures it) */
+static int load_mode(const char *path) {
+  bm_weights ws;
+  char err[1024];
+  double t0 = bm_now();
+  if (bm_weights_load(path, &ws, err, sizeof err)) {
+    fprintf(stderr, "%s\n", err);
+    return 1;
+  }
+  size_t bytes = 0;
+  for (int i = 0; i < ws.n; i++) bytes += ws.w[i].nbytes;
+  printf("%s: %d tensors, %zu bytes, loaded in %.3f s\n", path, ws.n, bytes, bm_now() - t0);
+  bm_weights_free(&ws);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "--write")) return write_mode(argv[2]);
+  if (argc == 3 && !strcmp(argv[1], "--load")) return load_mode(argv[2]);
   const char *tests = getenv("BM_TESTS");
   snprintf(fx, sizeof fx, "%s/fixtures/loader", tests ? tests : "tests");
   char tmp[] = "/tmp/test_weights.XXXXXX";
