@@ -65,6 +65,13 @@ static int read_member(const src *s, struct archive *a, const char *name, void *
                       name, got, n);
     got += (size_t)r;
   }
+  /* libarchive checks the member's CRC when asked for data past its end: a
+   * damaged download is caught here rather than as a wrong embedding later */
+  char extra;
+  la_ssize_t r = archive_read_data(a, &extra, 1);
+  if (r < 0)
+    return bm_w_err(s->err, s->errlen, "%s: member %s: %s", s->path, name,
+                    archive_error_string(a) ? archive_error_string(a) : "read error");
   return 0;
 }
 

@@ -184,6 +184,15 @@ def bad_fixtures():
     torch_zip(f"{OUT}/bad_list.bin", pkl([1, 2]), {})
     with open(f"{OUT}/model.bin", "rb") as f:
         whole = f.read()
+    # one flipped bit inside member model/data/5: only the zip CRC can tell
+    with zipfile.ZipFile(f"{OUT}/model.bin") as z:
+        info = z.getinfo("model/data/5")
+    off = info.header_offset
+    data = off + 30 + int.from_bytes(whole[off + 26:off + 28], "little") + int.from_bytes(whole[off + 28:off + 30], "little")
+    damaged = bytearray(whole)
+    damaged[data + 3] ^= 0x40
+    with open(f"{OUT}/bad_crc.bin", "wb") as f:
+        f.write(damaged)
     with open(f"{OUT}/bad_truncated.bin", "wb") as f:
         f.write(whole[: len(whole) // 2])
     with open(f"{OUT}/bad_notzip.bin", "wb") as f:
@@ -208,7 +217,7 @@ def fuzz_seeds(sd):
             pk = [n for n in z.namelist() if n.endswith("/data.pkl")][0]
             open(f"{dirs['unpickle']}/seed_{name}.pkl", "wb").write(z.read(pk))
     for f in sorted(os.listdir(OUT)):
-        if f.startswith("bad_") and f.endswith(".bin") and f not in ("bad_truncated.bin", "bad_notzip.bin"):
+        if f.startswith("bad_") and f.endswith(".bin") and f not in ("bad_truncated.bin", "bad_notzip.bin", "bad_crc.bin"):
             data = open(f"{OUT}/{f}", "rb").read()
             open(f"{dirs['torchzip']}/seed_{f}", "wb").write(data)
             with zipfile.ZipFile(f"{OUT}/{f}") as z:

@@ -301,6 +301,7 @@ static void test_bad_fixtures(void) {
       {"bad_notensor.bin", "a state dict entry that is no tensor", "entry w is a int", NULL},
       {"bad_list.bin", "a pickle that is no dict", "holds a list", NULL},
       {"bad_truncated.bin", "a truncated zip", "zip", NULL},
+      {"bad_crc.bin", "a damaged storage (zip CRC)", "model/data/5", "CRC"},
       {"bad_notzip.bin", "a file that is neither format", "neither", NULL},
       {"legacy.bin", "the pre-1.6 torch format", "re-save", NULL},
       {"does_not_exist.bin", "a missing file", "No such file", NULL},
