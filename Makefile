@@ -76,7 +76,7 @@ FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_LIBSRC := common/weights.c common/torchzip.c common/unpickle.c common/safetensors.c
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIBSRC) $(wildcard common/*.h) | deps-check
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	$(FUZZ_CC) -std=gnu11 -g -O1 -DBM_FUZZING -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  -Icommon $(shell pkg-config --cflags libarchive jansson) $< $(FUZZ_LIBSRC) -o $@ \
 	  $(shell pkg-config --libs libarchive jansson)
 

@@ -15,6 +15,8 @@ Writes
   model_deflate.bin  model.bin with its members deflated (libarchive must cope)
   model_p4.bin       model.bin saved with pickle protocol 4 (FRAME, MEMOIZE, ...)
   many.bin           300 tensors t.i = [i, -i-0.5] (memo indices past 255)
+  train_ckpt.bin     {"epoch", "name", "state_dict" (module.weight, module.bias after
+                     one AdamW step), "optimizer"}, as open_clip's training saves
   expected.txt       one line per tensor: name dtype shape(d0,d1|-) hex-of-bytes
   open_clip_config.json, vocab.txt, tokenizer.json   the hub folder's side files
   bad_*.bin          hand-made torch zips for the error tests (see BAD below)
@@ -234,6 +236,15 @@ def main():
     # more than 256 memo entries: LONG_BINPUT / LONG_BINGET
     many = collections.OrderedDict((f"t.{i}", torch.tensor([float(i), -i - 0.5])) for i in range(300))
     torch.save(many, f"{OUT}/many.bin")
+    # an open_clip training checkpoint: DDP's "module." prefix, AdamW state beside it
+    net = torch.nn.Linear(3, 2)
+    net.weight.data, net.bias.data = torch.tensor([[1., 2, 3], [4, 5, 6]]), torch.tensor([7., 8])
+    opt = torch.optim.AdamW(net.parameters(), lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2)
+    net(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    sd_mod = collections.OrderedDict(("module." + k, v) for k, v in net.state_dict().items())
+    torch.save({"epoch": 3, "name": "run", "state_dict": sd_mod, "optimizer": opt.state_dict()},
+               f"{OUT}/train_ckpt.bin")
     torch.save(collections.OrderedDict([("a", rnd(3))]), f"{OUT}/legacy.bin",
                _use_new_zipfile_serialization=False)
     with zipfile.ZipFile(f"{OUT}/model.bin") as zin, \

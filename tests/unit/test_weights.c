@@ -170,6 +170,18 @@ static void test_fixtures(const char *tmp) {
   CHECK(many_ok, "many.bin: t.i = [i, -i-0.5] for all 300, in order");
   bm_weights_free(&ws);
 
+  fxpath(path, sizeof path, "train_ckpt.bin");
+  CHECK(bm_weights_load(path, &ws, err, sizeof err) == 0, "training checkpoint with optimizer state loads (%s)", err);
+  const bm_weight *lw = bm_weights_get(&ws, "weight"), *lb = bm_weights_get(&ws, "bias");
+  CHECK(ws.n == 2 && lw && lb && lw->ndim == 2 && lw->shape[0] == 2 && lw->shape[1] == 3 && lb->numel == 2,
+        "training checkpoint: the state_dict entry's 2 tensors, \"module.\" dropped");
+  /* one AdamW step moved each value by about lr = 5e-4 */
+  int moved = lw && lb;
+  for (int i = 0; moved && i < 6; i++) moved = fabsf(((float *)lw->data)[i] - (float)(i + 1)) < 2e-3f;
+  for (int i = 0; moved && i < 2; i++) moved = fabsf(((float *)lb->data)[i] - (float)(i + 7)) < 2e-3f;
+  CHECK(moved, "training checkpoint: weight and bias hold the saved values");
+  bm_weights_free(&ws);
+
   fxpath(path, sizeof path, "model.safetensors");
   CHECK(bm_weights_load(path, &ws, err, sizeof err) == 0, "safetensors loads (%s)", err);
   check_all("model.safetensors", &ws, e, ne, 0);
