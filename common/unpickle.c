@@ -412,7 +412,7 @@ static int appends(pk *k, obj *l, int64_t from) {
 
 static int step(pk *k, obj **result) {
   k->op_pos = k->pos;
-  if (need(k, 1)) return -1;
+  if (k->pos >= k->n) return fail(k, "pickle ends without STOP");
   uint8_t op = k->p[k->pos++];
   const uint8_t *a = k->p + k->pos;
   obj *x, *y;
