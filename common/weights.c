@@ -18,6 +18,11 @@
 
 #define SIDE_MAX ((size_t)64 << 20) /* config, vocab.txt, tokenizer.json */
 
+/* Both formats store little-endian bytes that are handed out as they are. */
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the weights loader assumes a little-endian machine"
+#endif
+
 void *bm_w_alloc(size_t nbytes) {
   size_t n = (nbytes + 63) & ~(size_t)63;
   if (n < nbytes) return NULL;
