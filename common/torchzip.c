@@ -198,7 +198,7 @@ static int read_storages(const src *s, const char *prefix, const bm_pk_state *ps
   }
   size_t plen = strlen(prefix);
   struct archive_entry *e;
-  int done = 0, rc = 0, byteorder_seen = 0;
+  int done = 0, rc = 0;
   while (!rc && !(rc = next_header(s, a, &e, &done)) && !done) {
     const char *name = archive_entry_pathname(e);
     if (strncmp(name, prefix, plen) || name[plen] != '/') continue;
@@ -212,7 +212,6 @@ static int read_storages(const src *s, const char *prefix, const bm_pk_state *ps
                       s->path, name);
       else if (strcmp(small, "little"))
         rc = bm_w_err(s->err, s->errlen, "%s: member %s: unknown byte order", s->path, name);
-      byteorder_seen = 1;
       continue;
     }
     if (!strcmp(rest, "version")) {
@@ -276,7 +275,7 @@ static int read_storages(const src *s, const char *prefix, const bm_pk_state *ps
     free(tmp);
   }
   archive_read_free(a);
-  (void)byteorder_seen; /* torch before 2.1 wrote none; those were little-endian */
+  /* no byteorder member: torch before 2.1, which wrote only little-endian */
   for (int i = 0; !rc && i < ps->nst; i++)
     if (!plan[i].found && ps->st[i].numel > 0) {
       const char *who = "";
