@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/bench/loader.sh - time and peak memory of loading a full-size
+# tests/bench/loader_bench.sh - time and peak memory of loading a full-size
 # BiomedCLIP checkpoint (torch.save zip and safetensors), random weights made
 # by tests/ref/make_full_checkpoint.py (needs PyTorch; skipped without it).
 # Numbers, not pass/fail: the goal is peak RSS <= 1.3x the tensor bytes.
