@@ -73,18 +73,19 @@ bench: all
 FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_LIBSRC := common/weights.c common/torchzip.c common/unpickle.c common/safetensors.c
+FUZZ_LIBSRC := common/weights.c common/torchzip.c common/unpickle.c common/safetensors.c \
+               common/tokenizer.c common/tokenizer_chars.c common/tokenizer_json.c
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIBSRC) $(wildcard common/*.h) | deps-check
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -std=gnu11 -g -O1 -DBM_FUZZING -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  -Icommon $(shell pkg-config --cflags libarchive jansson) $< $(FUZZ_LIBSRC) -o $@ \
-	  $(shell pkg-config --libs libarchive jansson)
+	  -Icommon $(shell pkg-config --cflags libarchive jansson libutf8proc) $< $(FUZZ_LIBSRC) -o $@ \
+	  $(shell pkg-config --libs libarchive jansson libutf8proc)
 
 fuzz: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 	@for t in $(FUZZ_TARGETS); do \
-	  dict=tests/fuzz/pickle.dict; [ $$t = safetensors ] && dict=tests/fuzz/safetensors.dict; \
+	  dict=; [ -f tests/fuzz/$$t.dict ] && dict=-dict=tests/fuzz/$$t.dict; \
 	  mkdir -p $(BUILD)/fuzz/work_$$t && \
-	  $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -dict=$$dict \
+	  $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 $$dict \
 	    -artifact_prefix=$(BUILD)/fuzz/crash_$$t- $(BUILD)/fuzz/work_$$t tests/fuzz/corpus_$$t || exit 1; \
 	done
 

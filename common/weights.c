@@ -3,6 +3,7 @@
  * config and vocab from the files that travel with the weights. */
 #define _GNU_SOURCE
 #include "weights.h"
+#include "tokenizer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -174,59 +175,14 @@ static int read_side(const char *path, char **buf, size_t *len, char *err, size_
   return 0;
 }
 
-/* tokenizer.json's model.vocab {token: id} as vocab.txt text in id order */
+/* tokenizer.json's WordPiece vocab as vocab.txt text in id order; the
+ * tokenizer owns the rules of what it can honour. */
 static int vocab_from_tokenizer_json(const char *path, const char *text, size_t n, char **vocab,
                                      size_t *vlen, char *err, size_t errlen) {
-  json_error_t je;
-  json_t *root = json_loadb(text, n, 0, &je);
-  if (!root) return bm_w_err(err, errlen, "%s: line %d: %s", path, je.line, je.text);
-  json_t *model = json_object_get(root, "model"), *v = json_object_get(model, "vocab"),
-         *type = json_object_get(model, "type");
-  int rc = 0;
-  const char **tok = NULL;
-  if (!json_is_object(v) || (type && (!json_is_string(type) || strcmp(json_string_value(type), "WordPiece")))) {
-    rc = bm_w_err(err, errlen, "%s: no WordPiece model.vocab object", path);
-    goto out;
-  }
-  size_t count = json_object_size(v), total = 0;
-  tok = calloc(count + 1, sizeof *tok);
-  if (!tok) {
-    rc = bm_w_err(err, errlen, "%s: out of memory", path);
-    goto out;
-  }
-  const char *key;
-  json_t *id;
-  json_object_foreach(v, key, id) {
-    json_int_t i = json_is_integer(id) ? json_integer_value(id) : -1;
-    if (i < 0 || (size_t)i >= count || tok[i]) {
-      rc = bm_w_err(err, errlen, "%s: vocab id of %s is not a unique id below %zu", path, key, count);
-      goto out;
-    }
-    if (strpbrk(key, "\r\n")) {
-      rc = bm_w_err(err, errlen, "%s: vocab token with a line break", path);
-      goto out;
-    }
-    tok[i] = key;
-    total += strlen(key) + 1;
-  }
-  char *out = malloc(total + 1), *p = out;
-  if (!out) {
-    rc = bm_w_err(err, errlen, "%s: out of memory", path);
-    goto out;
-  }
-  for (size_t i = 0; i < count; i++) {
-    size_t l = strlen(tok[i]);
-    memcpy(p, tok[i], l);
-    p[l] = '\n';
-    p += l + 1;
-  }
-  *p = 0;
-  *vocab = out;
-  *vlen = total;
-out:
-  free(tok);
-  json_decref(root);
-  return rc;
+  char why[512];
+  if (bm_vocab_from_tokenizer_json(text, n, vocab, vlen, why, sizeof why))
+    return bm_w_err(err, errlen, "%s: %s", path, why);
+  return 0;
 }
 
 /* config and vocab from dir, where the weights left them NULL */
