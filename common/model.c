@@ -34,7 +34,8 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
   size_t k = 0;
   k += (size_t)snprintf(buf, n, "[");
   for (int i = 0; i < ndim && k < n; i++)
-    k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)shape[i]);
+    k += shape[i] < 0 ? (size_t)snprintf(buf + k, n - k, "%s*", i ? "," : "")
+                      : (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)shape[i]);
   if (k < n) snprintf(buf + k, n - k, "]");
 }
 

@@ -78,6 +78,7 @@ static void encoder_free(encoder *e) {
 
 static void encoder_add(encoder *e, const char *text) {
   int L = bm_tokenize(e->m.tok, text, e->ids + e->ntok, e->m.bert.context);
+  if (L < 1 || L > e->m.bert.context) bm_die("the tokenizer returned %d ids for a text", L);
   e->start[e->n] = e->ntok;
   e->len[e->n++] = L;
   e->ntok += L;

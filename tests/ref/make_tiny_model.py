@@ -2,8 +2,8 @@
 """Build a BiomedCLIP-shaped model with open_clip itself and write it, with
 inputs and the outputs open_clip computes for them, as test fixtures.
 
-    python3 tests/ref/make_tiny_model.py tiny OUT_DIR     # the committed fixture
-    python3 tests/ref/make_tiny_model.py full OUT_DIR     # full size (make parity-full)
+    python3 tests/ref/make_tiny_model.py tiny MODEL_DIR DATA_DIR   # make fixtures-model
+    python3 tests/ref/make_tiny_model.py full MODEL_DIR DATA_DIR   # make parity-full
 
 Needs torch, timm, transformers, open_clip and msgpack (the pyenv python, not
 CI's). The model is open_clip's CustomTextCLIP with the hub config's towers:
@@ -15,12 +15,12 @@ the activations non-trivial (default init leaves attention nearly uniform),
 and saved with torch.save like the published open_clip_pytorch_model.bin,
 including its int64 position_ids buffer.
 
-OUT_DIR/model/        open_clip_config.json, open_clip_pytorch_model.bin, vocab.txt
-OUT_DIR/images.bmr    records with "image" (u8) and records without
-OUT_DIR/images-ref.bmr  "id", "img_emb" f32 [E], "img_tokens" f32 [T,W]
-OUT_DIR/texts.bmr     records with "text" and records without
-OUT_DIR/texts-ref.bmr   "id", "ids" i32 [L], "txt_emb" f32 [E], "txt_tokens" f32 [L,W]
-OUT_DIR/classes.txt, templates.txt, classes-ref.bmr (open_clip's zero-shot recipe)
+MODEL_DIR/            open_clip_config.json, open_clip_pytorch_model.bin, vocab.txt
+DATA_DIR/images.bmr    records with "image" (u8) and records without
+DATA_DIR/images-ref.bmr  "id", "img_emb" f32 [E], "img_tokens" f32 [T,W]
+DATA_DIR/texts.bmr     records with "text" and records without
+DATA_DIR/texts-ref.bmr   "id", "ids" i32 [L], "txt_emb" f32 [E], "txt_tokens" f32 [L,W]
+DATA_DIR/classes.txt, templates.txt, classes-ref.bmr (open_clip's zero-shot recipe)
 """
 import json
 import os
@@ -147,13 +147,13 @@ TEXTS = [
 
 
 def main():
-    kind, out = sys.argv[1], sys.argv[2]
+    kind, mdir, out = sys.argv[1], sys.argv[2], sys.argv[3]
     cfg = SIZES[kind]
     rng = np.random.default_rng(20261122)
     gen = torch.Generator().manual_seed(20261122)
     torch.manual_seed(20261122)
-    mdir = os.path.join(out, "model")
     os.makedirs(mdir, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
     vocab = make_vocab(cfg["vocab"], rng)
     with open(os.path.join(mdir, "vocab.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(vocab) + "\n")
