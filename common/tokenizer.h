@@ -16,6 +16,20 @@ void bm_tokenizer_free(bm_tokenizer *t);
 /* [CLS] + pieces + [SEP], truncated to max_len ids (open_clip: 256), no
  * padding. Returns the number of ids L (2 <= L <= max_len). */
 int bm_tokenize(const bm_tokenizer *t, const char *text, int32_t *ids, int max_len);
+/* The same on len bytes that need not end in NUL (a msgpack str); a NUL byte
+ * inside is dropped like U+0000. Both return -1 when max_len < 2.
+ *
+ * Behaviour in full (man/man1/bm-embed-txt.1 and tokenizer.c say more):
+ * - open_clip's whitespace clean is applied (Python's str.split() set);
+ *   its ftfy.fix_text and html.unescape are NOT: "&amp;" stays five
+ *   characters, mojibake is not repaired.
+ * - "[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]" written in the text are
+ *   those special tokens, as in HuggingFace (case-sensitive, raw text).
+ * - Invalid UTF-8 bytes are dropped (as decode(errors="replace") followed by
+ *   BERT's cleaning of U+FFFD); they do not split words.
+ * - Thread-safe: t is read only. */
+int bm_tokenize_n(const bm_tokenizer *t, const char *text, size_t len, int32_t *ids,
+                  int max_len);
 
 int32_t bm_tokenizer_pad_id(const bm_tokenizer *t);
 int32_t bm_tokenizer_vocab_size(const bm_tokenizer *t);
