@@ -271,11 +271,11 @@ static void load_text(loader *L, const config *c) {
     float *wp = bm_xmalloc(bm_mul_size((size_t)3 * W * W, sizeof(float)));
     float *bp = bm_xmalloc(sizeof(float) * 3 * (size_t)W);
     own(m, wp), own(m, bp);
-    for (int k = 0; k < 3; k++) {
-      char wn[64], bn[64];
-      snprintf(wn, sizeof wn, "attention.self.%s.weight", qkv[k]);
-      snprintf(bn, sizeof bn, "attention.self.%s.bias", qkv[k]);
-      const float *w = TT2(o_w, wn, W, W), *b = TT1(o_b, bn, W);
+    for (int k = 0; k < 3 && !L->failed; k++) {
+      snprintf(n, sizeof n, "text.transformer.encoder.layer.%d.attention.self.%s.weight", i, qkv[k]);
+      const float *w = t2(L, n, W, W);
+      snprintf(n, sizeof n, "text.transformer.encoder.layer.%d.attention.self.%s.bias", i, qkv[k]);
+      const float *b = t1(L, n, W);
       if (L->failed) break;
       memcpy(wp + (size_t)k * W * W, w, sizeof(float) * (size_t)W * W);
       memcpy(bp + (size_t)k * W, b, sizeof(float) * (size_t)W);

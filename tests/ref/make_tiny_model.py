@@ -215,7 +215,7 @@ def main():
             h = model.text.transformer(input_ids=ids, attention_mask=mask).last_hidden_state
         return ids.numpy(), e.numpy(), h.numpy()
 
-    texts = TEXTS if kind == "tiny" else TEXTS[:4]
+    texts = TEXTS
     ids, temb, th = encode(texts)
     recs, refs = [], []
     for i, t in enumerate(texts):
