@@ -120,9 +120,13 @@ BM_CLONES static void bias_gelu_rows(float *y, int ldy, const float *b, int rows
   }
 }
 
-BM_CLONES void bm_gelu(float *x, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536 && !omp_in_parallel())
-  for (size_t i = 0; i < n; i++) x[i] = gelu_one(x[i]);
+void bm_gelu(float *x, size_t n) {
+  /* in pieces, so that the vectorized clones do the work (an OpenMP region's
+   * body is outlined and not cloned) */
+  const size_t piece = 4096;
+#pragma omp parallel for schedule(static) if (n > 16 * piece && !omp_in_parallel())
+  for (size_t i = 0; i < n; i += piece)
+    bias_gelu_rows(x + i, 0, NULL, 1, (int)(n - i < piece ? n - i : piece), 1);
 }
 
 BM_CLONES void bm_add(float *y, const float *x, size_t n) {
