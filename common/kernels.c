@@ -4,7 +4,10 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 /* The element-wise kernels are compiled for the baseline and for AVX2+FMA and
  * AVX-512 machines; the loader picks one at start-up (GNU ifunc). */
@@ -13,6 +16,30 @@
 #else
 #define BM_CLONES
 #endif
+
+void bm_blas_init(char **argv) {
+  if (getenv("OPENBLAS_CORETYPE")) return;
+  static const char *const generic[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem",
+                                        "Atom", "Sandybridge", "Katmai", "Northwood", "Banias"};
+  const char *core = openblas_get_corename();
+  int fallback = 0;
+  for (size_t i = 0; core && i < sizeof generic / sizeof *generic; i++)
+    fallback |= strcasecmp(core, generic[i]) == 0;
+  if (!fallback) return;
+  const char *want = NULL;
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    want = "SkylakeX";
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    want = "Haswell";
+#endif
+  if (!want || strcasecmp(core, want) == 0) return;
+  if (setenv("OPENBLAS_CORETYPE", want, 1)) return;
+  execv("/proc/self/exe", argv);
+  /* no re-exec possible: run on, slower */
+}
 
 void bm_set_threads(int n) {
   if (n > 0) omp_set_num_threads(n);

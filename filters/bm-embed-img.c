@@ -74,6 +74,7 @@ static void flush(state *s, const options *opt, bm_writer *w, bm_out *o) {
 
 int main(int argc, char **argv) {
   bm_set_progname(argv[0]);
+  bm_blas_init(argv);
   options opt = {.batch = 32};
   static const struct option longs[] = {{"model", required_argument, 0, 'm'},
                                         {"tokens", no_argument, 0, 't'},

@@ -287,6 +287,7 @@ static int embed_classes(const options *opt) {
 
 int main(int argc, char **argv) {
   bm_set_progname(argv[0]);
+  bm_blas_init(argv);
   options opt = {.batch = 32};
   static const struct option longs[] = {{"model", required_argument, 0, 'm'},
                                         {"tokens", no_argument, 0, 't'},
