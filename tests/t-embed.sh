@@ -125,3 +125,17 @@ bm-embed-img < $D/images.bmr > /dev/null 2>&1
 check_eq "img: no -m is a usage error" $? 2
 bm-embed-txt -m $M --batch 0 < $D/texts.bmr > /dev/null 2>&1
 check_eq "txt: --batch 0 is a usage error" $? 2
+
+# ---- pipes and BLAS kernels ----
+$PY -c "
+import msgpack, numpy as np
+rng = np.random.default_rng()
+with open('$T/many.bmr', 'wb') as f:
+    for i in range(40):  # ~300 KB out: more than a pipe holds
+        a = rng.integers(0, 256, (3, 48, 48), dtype=np.uint8)
+        f.write(msgpack.packb({'id': i, 'image': {'dtype': 'u8', 'shape': [3, 48, 48], 'data': a.tobytes()}}))"
+sh -c "bm-embed-img -q -m $M --batch 4 < $T/many.bmr 2> $T/pipe.err; echo \$? > $T/rc" | head -c 10 > /dev/null
+check_eq "img: exit status 141 when the reader goes away" "$(cat $T/rc)" 141
+check_eq "img: ... and no message" "$(cat $T/pipe.err)" ""
+check "img: equal results with OpenBLAS's SSE3 kernels (OPENBLAS_CORETYPE=Prescott)" \
+  sh -c "OPENBLAS_CORETYPE=Prescott bm-embed-img -q -m $M < $D/images.bmr | $PY $BM_TESTS/bmr_compare.py /dev/stdin $D/images-ref.bmr --tensors img_emb"
