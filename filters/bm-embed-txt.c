@@ -7,6 +7,7 @@
  *   bm-embed-txt -m MODEL --classes FILE [--templates FILE]
  */
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -254,6 +255,8 @@ static int embed_classes(const options *opt) {
   for (int i = 0; i < nt; i++) bm_pack_str(pk, tmpl[i]);
   bm_out_int(&o, "embed_dim", E);
   bm_out_str(&o, "txt_model", opt->model);
+  /* the checkpoint's log scale: bm-fuse may score with exp(logit_scale) */
+  if (!isnan(e.m.logit_scale)) bm_out_double(&o, "logit_scale", e.m.logit_scale);
   if (bm_write_header(w, NULL, &o)) return 1;
   float *cls = bm_xmalloc(sizeof(float) * (size_t)E);
   for (int c = 0; c < nc; c++) {

@@ -110,6 +110,7 @@ import sys, msgpack
 recs = list(msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False))
 h = recs[0]["header"]
 assert h["task"] == "class-embeddings" and h["version"] == 1 and h["embed_dim"] == 32, h
+assert abs(h["logit_scale"] - 2.659260036932778) < 1e-6, h  # log(1/0.07) as saved
 assert h["classes"] == ["normal lung", "pneumonia", "melanoma"], h["classes"]
 assert h["templates"] == ["this is an image of {}", "{} presented in image", "a photo of {}."], h
 assert [r["class"] for r in recs[1:]] == h["classes"]
