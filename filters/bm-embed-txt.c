@@ -132,8 +132,11 @@ static int embed_records(const options *opt) {
       txt_of[i] = t ? e.n : -1;
       if (t) {
         if (t->via.str.size + 1 > cap_text) text = bm_xrealloc(text, cap_text = t->via.str.size + 1);
-        memcpy(text, t->via.str.ptr, t->via.str.size);
-        text[t->via.str.size] = 0;
+        /* the tokenizer takes a C string; BERT's cleaning drops U+0000 anyway */
+        size_t n = 0;
+        for (uint32_t j = 0; j < t->via.str.size; j++)
+          if (t->via.str.ptr[j]) text[n++] = t->via.str.ptr[j];
+        text[n] = 0;
         encoder_add(&e, text);
       } else {
         missing++;

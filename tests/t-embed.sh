@@ -84,7 +84,7 @@ import sys, msgpack
 recs = list(msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False))
 assert recs[0]["header"]["task"] == "test" and recs[0]["header"]["embed_dim"] == 32
 ids = [r["id"] for r in recs[1:]]
-assert ids == ["txt0", "txt1", "txt2", "notext"] + ["txt%d" % i for i in range(3, 8)], ids
+assert ids == ["txt0", "txt1", "txt2", "notext"] + ["txt%d" % i for i in range(3, 9)], ids
 assert recs[4] == {"id": "notext", "caption": "no text key here"}
 assert recs[1]["keep"] == [1, 2, {"x": None}]
 # the long text is cut at the context: 256 tokens

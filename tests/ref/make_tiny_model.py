@@ -143,6 +143,7 @@ TEXTS = [
     "",
     " ".join(["pleural effusion with nodule"] * 90),   # far past the context
     "Malignant melanoma, benign mole; skin lesion #42 @ 3.5cm & 10% growth!!!",
+    "a nul\x00inside and\ufffdreplacement",
 ]
 
 
