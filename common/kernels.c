@@ -29,8 +29,12 @@ void bm_blas_init(char **argv) {
   const char *want = NULL;
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+  int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  /* Cooperlake: SkylakeX's sgemm plus the bfloat16 kernels (sbgemm) */
+  if (avx512 && __builtin_cpu_supports("avx512bf16"))
+    want = "Cooperlake";
+  else if (avx512)
     want = "SkylakeX";
   else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     want = "Haswell";

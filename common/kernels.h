@@ -17,7 +17,7 @@
  * by CPU model, and releases that do not know a newer CPU (Debian 12's 0.3.21
  * on Emerald Rapids) fall back to SSE3 "Prescott" kernels, 5x slower. When
  * that happened on a CPU with AVX2 or AVX-512 and OPENBLAS_CORETYPE is unset,
- * this sets OPENBLAS_CORETYPE (Haswell / SkylakeX) and re-executes the
+ * this sets OPENBLAS_CORETYPE (Haswell, SkylakeX or Cooperlake) and re-executes the
  * program, since OpenBLAS reads it only when it loads. */
 void bm_blas_init(char **argv);
 

@@ -6,7 +6,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+
+#include <cblas.h>
 
 #include "check.h"
 #include "kernels.h"
@@ -169,7 +172,23 @@ static void test_patch_embed(void) {
   free(img), free(W), free(b), free(cols), free(y), free(ref);
 }
 
-int main(void) {
+/* After bm_blas_init, a CPU with AVX2 never runs OpenBLAS's SSE3 fallback. */
+static void test_blas_core(void) {
+  const char *core = openblas_get_corename();
+  __builtin_cpu_init();
+  int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  int generic = !strcasecmp(core, "Prescott") || !strcasecmp(core, "Core2") ||
+                !strcasecmp(core, "Nehalem") || !strcasecmp(core, "Sandybridge");
+  const char *env = getenv("OPENBLAS_CORETYPE");
+  /* a user's own choice of kernels is kept, whatever it is */
+  int users = env && strcasecmp(env, "Haswell") && strcasecmp(env, "SkylakeX") && strcasecmp(env, "Cooperlake");
+  CHECK(!(avx2 && generic) || users, "OpenBLAS kernels: %s (OPENBLAS_CORETYPE=%s)", core, env ? env : "unset");
+}
+
+int main(int argc, char **argv) {
+  (void)argc;
+  bm_blas_init(argv);
+  test_blas_core();
   bm_rng_seed(&rng, (uint64_t)time(NULL));
   test_linear(200, 48, 40, 2);  /* many rows: split by rows */
   test_linear(3, 64, 300, 2);   /* a short prompt: split by output columns */
