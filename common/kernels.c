@@ -167,6 +167,9 @@ BM_CLONES void bm_add(float *y, const float *x, size_t n) {
 
 BM_CLONES void bm_softmax(float *x, int n) {
   float m = -INFINITY;
+  /* a max reduction the compiler may vectorize (a plain loop stays a serial
+   * chain of scalar max: two thirds of the softmax's time) */
+#pragma omp simd reduction(max : m)
   for (int i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
   float s = 0.0f;
 #pragma omp simd reduction(+ : s)
