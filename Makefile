@@ -77,6 +77,26 @@ fixtures-model:
 parity-full: all
 	@BM_BIN=$(abspath $(BIN)) BM_BUILD=$(abspath $(BUILD)) PY=$(PY) TORCH_PY=$(TORCH_PY) sh tests/ref/parity_full.sh
 
+# libFuzzer targets tests/fuzz/fuzz_*.c (clang), each run FUZZ_SECONDS on its
+# corpus; new inputs land in $(BUILD)/fuzz/work_NAME, crashes in $(BUILD)/fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_LIBSRC := common/weights.c common/torchzip.c common/unpickle.c common/safetensors.c
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIBSRC) $(wildcard common/*.h) | deps-check
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -std=gnu11 -g -O1 -DBM_FUZZING -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -Icommon $(shell pkg-config --cflags libarchive jansson) $< $(FUZZ_LIBSRC) -o $@ \
+	  $(shell pkg-config --libs libarchive jansson)
+
+fuzz: $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do \
+	  dict=tests/fuzz/pickle.dict; [ $$t = safetensors ] && dict=tests/fuzz/safetensors.dict; \
+	  mkdir -p $(BUILD)/fuzz/work_$$t && \
+	  $(BUILD)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -dict=$$dict \
+	    -artifact_prefix=$(BUILD)/fuzz/crash_$$t- $(BUILD)/fuzz/work_$$t tests/fuzz/corpus_$$t || exit 1; \
+	done
+
 clean:
 	rm -rf $(BUILD) $(BIN)
 

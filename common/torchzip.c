@@ -11,9 +11,11 @@
  * out, so the peak is the model plus its largest shared storage. */
 #include <archive.h>
 #include <archive_entry.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "unpickle.h"
 #include "weights_int.h"
@@ -24,9 +26,13 @@ typedef struct {
   const char *path;
   const void *mem;
   size_t memlen;
+  uint64_t total; /* bytes of the archive, to judge the sizes its members claim */
   char *err;
   size_t errlen;
 } src;
+
+/* deflate cannot expand data by more than about 1032:1 */
+#define MAX_RATIO 1100
 
 static struct archive *open_zip(const src *s) {
   struct archive *a = archive_read_new();
@@ -35,6 +41,10 @@ static struct archive *open_zip(const src *s) {
     return NULL;
   }
   archive_read_support_format_zip_seekable(a);
+#ifdef BM_FUZZING
+  /* the fuzzer's mutations would almost all stop at the CRC check */
+  archive_read_set_options(a, "zip:ignorecrc32");
+#endif
   int r = s->mem ? archive_read_open_memory(a, s->mem, s->memlen)
                  : archive_read_open_filename(a, s->path, 1 << 16);
   if (r != ARCHIVE_OK) {
@@ -59,6 +69,13 @@ static int read_member(const src *s, struct archive *a, const char *name, void *
                       name, got, n);
     got += (size_t)r;
   }
+  /* libarchive checks the member's CRC when asked for data past its end: a
+   * damaged download is caught here rather than as a wrong embedding later */
+  char extra;
+  la_ssize_t r = archive_read_data(a, &extra, 1);
+  if (r < 0)
+    return bm_w_err(s->err, s->errlen, "%s: member %s: %s", s->path, name,
+                    archive_error_string(a) ? archive_error_string(a) : "read error");
   return 0;
 }
 
@@ -225,9 +242,20 @@ static int read_storages(const src *s, const char *prefix, const bm_pk_state *ps
                     "storage of %zu", s->path, name, (long long)have, who, want);
       break;
     }
+    if ((uint64_t)have / MAX_RATIO > s->total) {
+      rc = bm_w_err(s->err, s->errlen, "%s: member %s claims %lld bytes, more than this %llu-byte "
+                    "archive can hold", s->path, name, (long long)have, (unsigned long long)s->total);
+      break;
+    }
+    /* buffers are made only now that the member is known to be big enough */
     if (plan[si].direct >= 0) {
       bm_weight *w = &out->w[plan[si].direct];
-      rc = read_member(s, a, name, w->data, want);
+      if (!w->nbytes) continue; /* empty tensors already have their buffer */
+      if (!(w->data = bm_w_alloc(w->nbytes)))
+        rc = bm_w_err(s->err, s->errlen, "%s: tensor %s: out of memory for %zu bytes", s->path,
+                      w->name, w->nbytes);
+      else
+        rc = read_member(s, a, name, w->data, want);
       continue;
     }
     char *tmp = bm_w_alloc(want);
@@ -236,8 +264,15 @@ static int read_storages(const src *s, const char *prefix, const bm_pk_state *ps
       break;
     }
     if (!(rc = read_member(s, a, name, tmp, want)))
-      for (int i = 0; i < ps->nt; i++)
-        if (ps->t[i].storage == si) gather(out->w[i].data, tmp, es, &ps->t[i]);
+      for (int i = 0; !rc && i < ps->nt; i++) {
+        bm_weight *w = &out->w[i];
+        if (ps->t[i].storage != si || !w->nbytes) continue;
+        if (!(w->data = bm_w_alloc(w->nbytes)))
+          rc = bm_w_err(s->err, s->errlen, "%s: tensor %s: out of memory for %zu bytes", s->path,
+                        w->name, w->nbytes);
+        else
+          gather(w->data, tmp, es, &ps->t[i]);
+      }
     free(tmp);
   }
   archive_read_free(a);
@@ -250,13 +285,21 @@ static int read_storages(const src *s, const char *prefix, const bm_pk_state *ps
       rc = bm_w_err(s->err, s->errlen, "%s: member %s/data/%s is missing (storage of tensor %s)",
                     s->path, prefix, ps->st[i].key, who);
     }
+  for (int i = 0; !rc && i < ps->nt; i++)
+    if (!out->w[i].data) /* its storage had numel 0 yet the tensor is not empty: cannot happen */
+      rc = bm_w_err(s->err, s->errlen, "%s: tensor %s got no data", s->path, out->w[i].name);
   free(plan);
   return rc;
 }
 
 int bm_torchzip_load(const char *path, const void *mem, size_t memlen, bm_weights *out, char *err,
                      size_t errlen) {
-  src s = {.path = path, .mem = mem, .memlen = memlen, .err = err, .errlen = errlen};
+  src s = {.path = path, .mem = mem, .memlen = memlen, .total = memlen, .err = err, .errlen = errlen};
+  struct stat sb;
+  if (!mem) {
+    if (stat(path, &sb)) return bm_w_err(err, errlen, "%s: %s", path, strerror(errno));
+    s.total = (uint64_t)sb.st_size;
+  }
   char *prefix = NULL;
   uint8_t *pkl = NULL;
   size_t pkl_len = 0;
@@ -269,6 +312,17 @@ int bm_torchzip_load(const char *path, const void *mem, size_t memlen, bm_weight
       rc = bm_w_err(err, errlen, "%s: %s", path, perr);
   }
   free(pkl);
+  if (!rc) {
+    /* views that partition their storages add up to the storages; many views
+     * of one big storage would multiply it, so that is refused */
+    uint64_t st_bytes = 0, t_bytes = 0;
+    for (int i = 0; i < ps.nst; i++) st_bytes += (uint64_t)ps.st[i].numel * bm_wdtype_size(ps.st[i].dtype);
+    for (int i = 0; i < ps.nt; i++) t_bytes += (uint64_t)ps.t[i].numel * bm_wdtype_size(ps.st[ps.t[i].storage].dtype);
+    if (t_bytes > 2 * st_bytes + ((uint64_t)1 << 20))
+      rc = bm_w_err(err, errlen, "%s: the tensors (%llu bytes) overlap in their storages (%llu bytes) "
+                    "more than a state dict does", path, (unsigned long long)t_bytes,
+                    (unsigned long long)st_bytes);
+  }
   if (!rc) {
     out->w = calloc((size_t)ps.nt + 1, sizeof *out->w);
     if (!out->w) rc = bm_w_err(err, errlen, "%s: out of memory", path);
@@ -284,8 +338,9 @@ int bm_torchzip_load(const char *path, const void *mem, size_t memlen, bm_weight
     memcpy(w->shape, t->shape, sizeof w->shape);
     w->numel = t->numel;
     w->nbytes = (size_t)t->numel * bm_wdtype_size(w->dtype);
-    if (!(w->data = bm_w_alloc(w->nbytes)))
-      rc = bm_w_err(err, errlen, "%s: tensor %s: out of memory for %zu bytes", path, w->name, w->nbytes);
+    /* empty tensors have no member to read; the rest get buffers in read_storages */
+    if (!w->nbytes && !(w->data = bm_w_alloc(0)))
+      rc = bm_w_err(err, errlen, "%s: out of memory", path);
   }
   /* the first `moved` names belong to out->w now; ps only borrows them */
   int moved = out->n;

@@ -340,6 +340,14 @@ static obj *rebuild_tensor(pk *k, obj *args) {
     }
   }
   t.numel = numel;
+  /* more elements than the storage means repeated elements (expand, as_strided):
+   * never in a state dict, and a way to make a tiny file demand terabytes */
+  if (numel > st->numel) {
+    fail(k, "tensor on storage %s has %lld elements, more than its storage's %lld (an expanded "
+            "or overlapping view; save a contiguous copy)", st->key, (long long)numel,
+         (long long)st->numel);
+    return NULL;
+  }
   if (numel > 0 ? last >= st->numel : t.offset > st->numel) {
     fail(k, "tensor on storage %s reaches element %lld but the storage holds %lld", st->key,
          (long long)last, (long long)st->numel);
@@ -383,6 +391,7 @@ static int setitems(pk *k, obj *d, int64_t from) {
   int64_t n = k->sp - from;
   if (d->type != O_DICT) return fail(k, "SETITEM on a %s", type_names[d->type]);
   if (n % 2) return fail(k, "SETITEMS with an odd number of items");
+  if (!n) return 0; /* an empty dict has no items array yet */
   if (grow_items(k, d, d->n + n)) return -1;
   memcpy(d->items + d->n, k->stack + from, (size_t)n * sizeof(obj *));
   d->n += n;
@@ -393,6 +402,7 @@ static int setitems(pk *k, obj *d, int64_t from) {
 static int appends(pk *k, obj *l, int64_t from) {
   int64_t n = k->sp - from;
   if (l->type != O_LIST) return fail(k, "APPEND on a %s", type_names[l->type]);
+  if (!n) return 0;
   if (grow_items(k, l, l->n + n)) return -1;
   memcpy(l->items + l->n, k->stack + from, (size_t)n * sizeof(obj *));
   l->n += n;

@@ -13,10 +13,18 @@ Writes
   model.safetensors  the same tensors with safetensors, config and vocab in the
                      metadata keys "config" and "vocab"
   model_deflate.bin  model.bin with its members deflated (libarchive must cope)
+  model_p4.bin       model.bin saved with pickle protocol 4 (FRAME, MEMOIZE, ...)
+  many.bin           300 tensors t.i = [i, -i-0.5] (memo indices past 255)
+  train_ckpt.bin     {"epoch", "name", "state_dict" (module.weight, module.bias after
+                     one AdamW step), "optimizer"}, as open_clip's training saves
   expected.txt       one line per tensor: name dtype shape(d0,d1|-) hex-of-bytes
   open_clip_config.json, vocab.txt, tokenizer.json   the hub folder's side files
   bad_*.bin          hand-made torch zips for the error tests (see BAD below)
   legacy.bin         torch.save(..., _use_new_zipfile_serialization=False)
+Also writes the fuzz seeds tests/fuzz/corpus_{unpickle,safetensors,torchzip}/seed_*.
+    python3 tests/ref/make_loader_fixtures.py --verify-c build/tests/test_weights
+checks that the safetensors library reads what the C writer wrote and records
+the verdict in python_reads_c.txt.
 Nothing in here is ever unpickled by Python: the bad pickles are written as bytes.
 """
 import collections
@@ -143,13 +151,20 @@ def pkl(obj):
     return f.getvalue()
 
 
-def torch_zip(path, pickle_bytes, members, byteorder=b"little", compress=zipfile.ZIP_STORED):
-    with zipfile.ZipFile(path, "w", compress) as z:
-        z.writestr("crafted/data.pkl", pickle_bytes)
-        z.writestr("crafted/byteorder", byteorder)
+def member(name, compress=zipfile.ZIP_STORED):
+    """a zip member with a fixed date, so the fixtures come out the same every run"""
+    zi = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+    zi.compress_type = compress
+    return zi
+
+
+def torch_zip(path, pickle_bytes, members, byteorder=b"little"):
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(member("crafted/data.pkl"), pickle_bytes)
+        z.writestr(member("crafted/byteorder"), byteorder)
         for k, v in members.items():
-            z.writestr("crafted/data/" + k, v)
-        z.writestr("crafted/version", b"3\n")
+            z.writestr(member("crafted/data/" + k), v)
+        z.writestr(member("crafted/version"), b"3\n")
 
 
 def bad_fixtures():
@@ -161,6 +176,7 @@ def bad_fixtures():
     torch_zip(f"{OUT}/bad_global.bin", evil, {})
     torch_zip(f"{OUT}/bad_stride.bin", pkl(ok((3, 4), (5, 1))), {"0": f12})
     torch_zip(f"{OUT}/bad_offset.bin", pkl(ok((2, 4), (4, 1), off=5)), {"0": f12})
+    torch_zip(f"{OUT}/bad_expand.bin", pkl(ok((4, 3), (0, 1), numel=3)), {"0": f12[:12]})
     torch_zip(f"{OUT}/bad_short.bin", pkl(ok((3, 4), (4, 1))), {"0": f12[:40]})
     torch_zip(f"{OUT}/bad_missing.bin", pkl(ok((3, 4), (4, 1))), {})
     torch_zip(f"{OUT}/bad_bigendian.bin", pkl(ok((3, 4), (4, 1))), {"0": f12}, byteorder=b"big")
@@ -170,21 +186,71 @@ def bad_fixtures():
     torch_zip(f"{OUT}/bad_list.bin", pkl([1, 2]), {})
     with open(f"{OUT}/model.bin", "rb") as f:
         whole = f.read()
+    # one flipped bit inside member model/data/5: only the zip CRC can tell
+    with zipfile.ZipFile(f"{OUT}/model.bin") as z:
+        info = z.getinfo("model/data/5")
+    off = info.header_offset
+    data = off + 30 + int.from_bytes(whole[off + 26:off + 28], "little") + int.from_bytes(whole[off + 28:off + 30], "little")
+    damaged = bytearray(whole)
+    damaged[data + 3] ^= 0x40
+    with open(f"{OUT}/bad_crc.bin", "wb") as f:
+        f.write(damaged)
     with open(f"{OUT}/bad_truncated.bin", "wb") as f:
         f.write(whole[: len(whole) // 2])
     with open(f"{OUT}/bad_notzip.bin", "wb") as f:
         f.write(b"this is not a checkpoint, only some text\n")
 
 
+def fuzz_seeds(sd):
+    """Small seed inputs for the fuzz targets in tests/fuzz/corpus_<target>/."""
+    fz = os.path.join(os.path.dirname(__file__), "..", "fuzz")
+    dirs = {t: os.path.join(fz, "corpus_" + t) for t in ("unpickle", "safetensors", "torchzip")}
+    for d in dirs.values():
+        os.makedirs(d, exist_ok=True)
+    small = collections.OrderedDict((k, sd[k]) for k in
+                                    ("logit_scale", "extra.f16", "extra.bf16", "extra.transposed",
+                                     "extra.view_a", "extra.view_b", "extra.empty",
+                                     "text.transformer.embeddings.position_ids"))
+    small._metadata = sd._metadata
+    for name, kw in (("p2", {}), ("p4", {"pickle_protocol": 4})):
+        path = f"{dirs['torchzip']}/seed_{name}.bin"
+        torch.save(small, path, **kw)
+        with zipfile.ZipFile(path) as z:
+            pk = [n for n in z.namelist() if n.endswith("/data.pkl")][0]
+            open(f"{dirs['unpickle']}/seed_{name}.pkl", "wb").write(z.read(pk))
+    for f in sorted(os.listdir(OUT)):
+        if f.startswith("bad_") and f.endswith(".bin") and f not in ("bad_truncated.bin", "bad_notzip.bin", "bad_crc.bin"):
+            data = open(f"{OUT}/{f}", "rb").read()
+            open(f"{dirs['torchzip']}/seed_{f}", "wb").write(data)
+            with zipfile.ZipFile(f"{OUT}/{f}") as z:
+                open(f"{dirs['unpickle']}/seed_{f[:-4]}.pkl", "wb").write(z.read("crafted/data.pkl"))
+    save_file({k: v.contiguous().clone() for k, v in small.items()}, f"{dirs['safetensors']}/seed_small.safetensors",
+              metadata={"config": "{}", "vocab": "[PAD]\n"})
+    save_file({"a": rnd(2, 3), "b": rnd(4, dtype=torch.float16)}, f"{dirs['safetensors']}/seed_two.safetensors")
+
+
 def main():
     sd = miniature()
     torch.save(sd, f"{OUT}/model.bin")
+    torch.save(sd, f"{OUT}/model_p4.bin", pickle_protocol=4)
+    # more than 256 memo entries: LONG_BINPUT / LONG_BINGET
+    many = collections.OrderedDict((f"t.{i}", torch.tensor([float(i), -i - 0.5])) for i in range(300))
+    torch.save(many, f"{OUT}/many.bin")
+    # an open_clip training checkpoint: DDP's "module." prefix, AdamW state beside it
+    net = torch.nn.Linear(3, 2)
+    net.weight.data, net.bias.data = torch.tensor([[1., 2, 3], [4, 5, 6]]), torch.tensor([7., 8])
+    opt = torch.optim.AdamW(net.parameters(), lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.2)
+    net(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    sd_mod = collections.OrderedDict(("module." + k, v) for k, v in net.state_dict().items())
+    torch.save({"epoch": 3, "name": "run", "state_dict": sd_mod, "optimizer": opt.state_dict()},
+               f"{OUT}/train_ckpt.bin")
     torch.save(collections.OrderedDict([("a", rnd(3))]), f"{OUT}/legacy.bin",
                _use_new_zipfile_serialization=False)
     with zipfile.ZipFile(f"{OUT}/model.bin") as zin, \
             zipfile.ZipFile(f"{OUT}/model_deflate.bin", "w", zipfile.ZIP_DEFLATED) as zout:
         for info in zin.infolist():
-            zout.writestr(info.filename, zin.read(info.filename))
+            zout.writestr(member(info.filename, zipfile.ZIP_DEFLATED), zin.read(info.filename))
     vocab = "".join(v + "\n" for v in VOCAB)
     config = json.dumps(CONFIG, indent=2) + "\n"
     with open(f"{OUT}/vocab.txt", "w") as f:
@@ -200,7 +266,46 @@ def main():
             shape = ",".join(str(d) for d in v.shape) or "-"
             f.write(f"{k} {DT[v.dtype]} {shape} {raw_hex(v) or '-'}\n")
     bad_fixtures()
+    fuzz_seeds(sd)
+
+
+def verify_c(test_weights):
+    """The real safetensors library reads what bm_safetensors_write wrote
+    (test_weights --write), bit for bit; the verdict is committed as
+    python_reads_c.txt since CI has no safetensors package."""
+    import subprocess
+    import tempfile
+    import safetensors
+    from safetensors import safe_open
+    np_dt = {"f32": "<f4", "f16": "<f2", "bf16": "<u2", "i64": "<i8", "i32": "<i4", "u8": "u1"}
+    runs, tensors = 0, 0
+    with tempfile.TemporaryDirectory() as d:
+        for _ in range(20):
+            path = os.path.join(d, "c.safetensors")
+            lines = subprocess.run([test_weights, "--write", path], check=True, capture_output=True,
+                                   text=True).stdout.split("\n")
+            with safe_open(path, framework="pt") as f:
+                assert f.metadata() == {"config": '{"a": 1}', "vocab": "[PAD]\n[UNK]\n"}, f.metadata()
+                want = [l.split() for l in lines if l]
+                assert sorted(f.keys()) == sorted(w[0] for w in want)
+                for name, dt, shape, hexb in want:
+                    t = f.get_tensor(name)
+                    shp = [] if shape == "-" else [int(x) for x in shape.split(",")]
+                    assert list(t.shape) == shp and DT[t.dtype] == dt, (name, t.shape, t.dtype)
+                    got = t.view(torch.int16) if t.dtype == torch.bfloat16 else t
+                    assert got.numpy().astype(np.dtype(np_dt[dt])).tobytes() == bytes.fromhex(hexb), name
+                    tensors += 1
+            runs += 1
+    with open(f"{OUT}/python_reads_c.txt", "w") as f:
+        f.write(f"ok: safetensors {safetensors.__version__} (torch {torch.__version__.split('+')[0]}) read "
+                f"{runs} random files written by bm_safetensors_write ({tensors} tensors, all dtypes) "
+                f"bit for bit, metadata config and vocab intact\n")
+    print(open(f"{OUT}/python_reads_c.txt").read(), end="")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--verify-c":
+        OUT = os.path.join(os.path.dirname(__file__), "..", "fixtures", "loader")
+        verify_c(sys.argv[2])
+    else:
+        main()

@@ -7,7 +7,9 @@
  *   test_weights                  run the checks
  *   test_weights --write PATH     write a random .safetensors to PATH and its
  *                                 expected.txt lines on stdout (t-weights.sh
- *                                 reads it back with numpy) */
+ *                                 reads it back with numpy)
+ *   test_weights --load PATH      load PATH once, print counts and time
+ *                                 (tests/bench/loader.sh) */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <math.h>
@@ -150,6 +152,36 @@ static void test_fixtures(const char *tmp) {
   check_all("model_deflate.bin", &ws, e, ne, 1);
   bm_weights_free(&ws);
 
+  fxpath(path, sizeof path, "model_p4.bin");
+  CHECK(bm_weights_load(path, &ws, err, sizeof err) == 0, "torch zip with pickle protocol 4 loads (%s)", err);
+  check_all("model_p4.bin", &ws, e, ne, 1);
+  bm_weights_free(&ws);
+
+  fxpath(path, sizeof path, "many.bin");
+  CHECK(bm_weights_load(path, &ws, err, sizeof err) == 0, "300 tensors (memo past 255) load (%s)", err);
+  int many_ok = ws.n == 300;
+  for (int i = 0; many_ok && i < 300; i++) {
+    char nm[32];
+    snprintf(nm, sizeof nm, "t.%d", i);
+    const bm_weight *w = bm_weights_get(&ws, nm);
+    many_ok = w && w == &ws.w[i] && w->numel == 2 && ((float *)w->data)[0] == (float)i &&
+              ((float *)w->data)[1] == -i - 0.5f;
+  }
+  CHECK(many_ok, "many.bin: t.i = [i, -i-0.5] for all 300, in order");
+  bm_weights_free(&ws);
+
+  fxpath(path, sizeof path, "train_ckpt.bin");
+  CHECK(bm_weights_load(path, &ws, err, sizeof err) == 0, "training checkpoint with optimizer state loads (%s)", err);
+  const bm_weight *lw = bm_weights_get(&ws, "weight"), *lb = bm_weights_get(&ws, "bias");
+  CHECK(ws.n == 2 && lw && lb && lw->ndim == 2 && lw->shape[0] == 2 && lw->shape[1] == 3 && lb->numel == 2,
+        "training checkpoint: the state_dict entry's 2 tensors, \"module.\" dropped");
+  /* one AdamW step moved each value by about lr = 5e-4 */
+  int moved = lw && lb;
+  for (int i = 0; moved && i < 6; i++) moved = fabsf(((float *)lw->data)[i] - (float)(i + 1)) < 2e-3f;
+  for (int i = 0; moved && i < 2; i++) moved = fabsf(((float *)lb->data)[i] - (float)(i + 7)) < 2e-3f;
+  CHECK(moved, "training checkpoint: weight and bias hold the saved values");
+  bm_weights_free(&ws);
+
   fxpath(path, sizeof path, "model.safetensors");
   CHECK(bm_weights_load(path, &ws, err, sizeof err) == 0, "safetensors loads (%s)", err);
   check_all("model.safetensors", &ws, e, ne, 0);
@@ -273,6 +305,7 @@ static void test_bad_fixtures(void) {
       {"bad_global.bin", "a foreign global", "refusing global os.system", "crafted/data.pkl"},
       {"bad_stride.bin", "a stride past the storage", "storage 0", "reaches element 13"},
       {"bad_offset.bin", "an offset past the storage", "storage 0", "reaches element 12"},
+      {"bad_expand.bin", "an expanded (stride 0) view", "more than its storage", "storage 0"},
       {"bad_short.bin", "a storage shorter than its tensor", "crafted/data/0", "tensor w"},
       {"bad_missing.bin", "a missing storage member", "crafted/data/0", "missing"},
       {"bad_bigendian.bin", "a big-endian checkpoint", "big-endian", "crafted/byteorder"},
@@ -280,6 +313,7 @@ static void test_bad_fixtures(void) {
       {"bad_notensor.bin", "a state dict entry that is no tensor", "entry w is a int", NULL},
       {"bad_list.bin", "a pickle that is no dict", "holds a list", NULL},
       {"bad_truncated.bin", "a truncated zip", "zip", NULL},
+      {"bad_crc.bin", "a damaged storage (zip CRC)", "model/data/5", "CRC"},
       {"bad_notzip.bin", "a file that is neither format", "neither", NULL},
       {"legacy.bin", "the pre-1.6 torch format", "re-save", NULL},
       {"does_not_exist.bin", "a missing file", "No such file", NULL},
@@ -428,8 +462,25 @@ static int write_mode(const char *path) {
   return 0;
 }
 
+/* loads PATH once (tests/bench/loader.sh measures it) */
+static int load_mode(const char *path) {
+  bm_weights ws;
+  char err[1024];
+  double t0 = bm_now();
+  if (bm_weights_load(path, &ws, err, sizeof err)) {
+    fprintf(stderr, "%s\n", err);
+    return 1;
+  }
+  size_t bytes = 0;
+  for (int i = 0; i < ws.n; i++) bytes += ws.w[i].nbytes;
+  printf("%s: %d tensors, %zu bytes, loaded in %.3f s\n", path, ws.n, bytes, bm_now() - t0);
+  bm_weights_free(&ws);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "--write")) return write_mode(argv[2]);
+  if (argc == 3 && !strcmp(argv[1], "--load")) return load_mode(argv[2]);
   const char *tests = getenv("BM_TESTS");
   snprintf(fx, sizeof fx, "%s/fixtures/loader", tests ? tests : "tests");
   char tmp[] = "/tmp/test_weights.XXXXXX";

@@ -1,0 +1,16 @@
+/* fuzz_torchzip - libFuzzer target: arbitrary bytes as a torch.save zip
+ * (libarchive's zip reader, then the unpickler, then the storage copies).
+ * Built and run by `make fuzz`; seeds in tests/fuzz/corpus_torchzip/. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "weights_int.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  bm_weights ws = {0};
+  char err[1024];
+  static const uint8_t empty[1];
+  if (bm_torchzip_load("fuzz.bin", size ? data : empty, size, &ws, err, sizeof err) == 0)
+    bm_weights_free(&ws);
+  return 0;
+}
