@@ -1,9 +1,9 @@
 #!/bin/sh
 # tests/bench/run.sh - run every tests/bench/*_bench.sh (make bench).
-# Benchmarks print numbers; they do not pass or fail.
 here=$(cd "$(dirname "$0")" && pwd)
+status=0
 for b in "$here"/*_bench.sh; do
-  [ -f "$b" ] || continue
   echo "== $(basename "$b")"
-  sh "$b" || echo "$(basename "$b") exited with status $?"
+  sh "$b" || status=1
 done
+exit $status

@@ -12,6 +12,7 @@ Writes
   tests/fixtures/tokenizer_random.txt  random strings from all Unicode planes
     one case a line: MAX_LEN <TAB> HEX(UTF-8 bytes) <TAB> IDS(bert) <TAB> IDS(tiny)
     IDS = space-separated, [CLS] ... [SEP], no padding
+  tests/fixtures/tokenizer-tiny.json   vocab-tiny.txt saved as a tokenizer.json
   tests/fixtures/tokenizer_chars.txt   what the normalizer and pre-tokenizer
     do to every code point alone (see write_chars for the format)
 
@@ -28,7 +29,7 @@ import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 from tokenizers import normalizers, pre_tokenizers  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
+from transformers import BertTokenizerFast  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = os.path.join(HERE, "..", "fixtures")
@@ -40,7 +41,9 @@ def load(vocab_path):
         g.write(f.read())
     with open(os.path.join(d, "tokenizer_config.json"), "w") as g:
         g.write('{"do_lower_case": true, "tokenizer_class": "BertTokenizer"}')
-    t = AutoTokenizer.from_pretrained(d)
+    # What open_clip's AutoTokenizer.from_pretrained gives for an uncased BERT
+    # vocab (in transformers 5 BertTokenizerFast is BertTokenizer, Rust-backed).
+    t = BertTokenizerFast.from_pretrained(d)
     assert t.is_fast, "need the fast (tokenizers) tokenizer"
     return t
 
@@ -201,18 +204,27 @@ def random_cases(vocab_words, n, seed):
 
 
 def write_cases(path, cases, toks):
+    """Also counts the cases whose ids open_clip's full clean (ftfy.fix_text,
+    html.unescape twice) would change, to document what leaving it out costs."""
+    try:
+        from open_clip.tokenizer import basic_clean
+    except ImportError:
+        basic_clean = None
     n_ftfy = 0
+    examples = []
     with open(path, "w") as f:
         for raw, n in cases:
             ids = [expected(t, raw, n) for t in toks]
             f.write("%d\t%s\t%s\n" % (n, raw.hex(), "\t".join(" ".join(map(str, x)) for x in ids)))
-            text = raw.decode("utf-8", errors="replace")
-            try:
-                from open_clip.tokenizer import basic_clean
-                n_ftfy += open_clip_whitespace(basic_clean(text)) != open_clip_whitespace(text)
-            except ImportError:
-                pass
-    print("%s: %d cases; ftfy/html.unescape would change %d of them" % (path, len(cases), n_ftfy))
+            if basic_clean:
+                text = raw.decode("utf-8", errors="replace")
+                full = toks[0](open_clip_whitespace(basic_clean(text)), max_length=n, truncation=True)["input_ids"]
+                if full != ids[0]:
+                    n_ftfy += 1
+                    examples.append(text[:40])
+    print("%s: %d cases; with ftfy + html.unescape the ids of %d would differ" % (path, len(cases), n_ftfy))
+    for e in examples[:12]:
+        print("    %r" % e)
 
 
 def write_chars(path):
@@ -269,6 +281,11 @@ def main():
     assert len(toks[0]) == 30522, len(toks[0])
     words = [w for w in open(big, encoding="utf-8").read().split("\n")[1000:]
              if w and not w.startswith("##")]
+    d = tempfile.mkdtemp()  # the tiny vocab as tokenizer.json, for the JSON reader
+    toks[1].save_pretrained(d)
+    with open(os.path.join(d, "tokenizer.json"), "rb") as f, \
+            open(os.path.join(FIX, "tokenizer-tiny.json"), "wb") as g:
+        g.write(f.read())
     write_cases(os.path.join(FIX, "tokenizer_cases.txt"), hard_cases(), toks)
     write_cases(os.path.join(FIX, "tokenizer_random.txt"), random_cases(words, 3000, 1), toks)
     if "--no-chars" not in sys.argv:

@@ -222,6 +222,62 @@ static void test_api(bm_tokenizer *big, bm_tokenizer *tiny) {
   bm_tokenizer_free(t);
 }
 
+/* Replace the first `from` in s (a fresh copy). */
+static char *replaced(const char *s, const char *from, const char *to) {
+  const char *at = strstr(s, from);
+  if (!at) bm_die("test: \"%s\" not in the JSON", from);
+  char *r = bm_xmalloc(strlen(s) - strlen(from) + strlen(to) + 1);
+  sprintf(r, "%.*s%s%s", (int)(at - s), s, to, at + strlen(from));
+  return r;
+}
+
+/* tokenizer.json: the same vocab as vocab.txt, and refusals by name. */
+static bm_tokenizer *test_json(void) {
+  size_t len, vlen;
+  char *json = slurp("tokenizer-tiny.json", &len), *vocab, err[256] = "";
+  CHECK(bm_vocab_from_tokenizer_json(json, len, &vocab, &vlen, err, sizeof err) == 0,
+        "tokenizer.json of the tiny vocab read (%s)", err);
+  bm_tokenizer *t = bm_tokenizer_new(vocab, vlen, err, sizeof err);
+  CHECK(t && bm_tokenizer_vocab_size(t) == 79 && bm_tokenizer_pad_id(t) == 7,
+        "its vocab has the ids of vocab-tiny.txt, holes of duplicates included");
+  free(vocab);
+  struct {
+    const char *from, *to, *msg;
+  } bad[] = {
+      {"\"lowercase\": true", "\"lowercase\": false", "uncased BERT"},
+      {"\"strip_accents\": null", "\"strip_accents\": false", "uncased BERT"},
+      {"\"handle_chinese_chars\": true", "\"handle_chinese_chars\": false", "uncased BERT"},
+      {"\"type\": \"BertNormalizer\"", "\"type\": \"NFKC\"", "normalizer NFKC"},
+      {"\"type\": \"BertPreTokenizer\"", "\"type\": \"Whitespace\"", "pre_tokenizer Whitespace"},
+      {"\"type\": \"WordPiece\",\n    \"unk_token\"", "\"type\": \"BPE\",\n    \"unk_token\"",
+       "model is BPE"},
+      {"\"continuing_subword_prefix\": \"##\"", "\"continuing_subword_prefix\": \"@@\"",
+       "prefix \"@@\""},
+      {"\"max_input_chars_per_word\": 100", "\"max_input_chars_per_word\": 200",
+       "max_input_chars_per_word 200"},
+      {"\"single\": [\n      {\n        \"SpecialToken\": {\n          \"id\": \"[CLS]\"",
+       "\"single\": [\n      {\n        \"SpecialToken\": {\n          \"id\": \"[SEP]\"",
+       "not [CLS] $A [SEP]"},
+      {"\"content\": \"[MASK]\"", "\"content\": \"<mask>\"", "added token \"<mask>\""},
+      {"\"hello\": 74", "\"hello \": 74", "ends in a blank"},
+      {"\"hello\": 74", "\"hello\": 0", "id 0 given to"},
+      {"\"hello\": 74", "\"hello\": -3", "has no valid id"},
+      {"\"hello\": 74", "\"hello\": 1000", "ids up to 1000 for 75 tokens: too sparse"},
+      {"\"version\"", "\"version\" :: ", "not JSON"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char *j = replaced(json, bad[i].from, bad[i].to);
+    err[0] = 0;
+    vocab = (char *)"untouched";
+    int rc = bm_vocab_from_tokenizer_json(j, strlen(j), &vocab, &vlen, err, sizeof err);
+    CHECK(rc == -1 && !vocab && strstr(err, bad[i].msg), "tokenizer.json refused: %s (%s)",
+          bad[i].msg, err);
+    free(j);
+  }
+  free(json);
+  return t;
+}
+
 int main(void) {
   bm_tokenizer *toks[2] = {load("vocab-bert-uncased.txt"), load("vocab-tiny.txt")};
   const char *names[2] = {"bert-uncased", "tiny"};
@@ -229,6 +285,10 @@ int main(void) {
   test_chars();
   test_cases("tokenizer_cases.txt", toks, names);
   test_cases("tokenizer_random.txt", toks, names);
+  bm_tokenizer *from_json[2] = {toks[0], test_json()};
+  const char *json_names[2] = {"bert-uncased", "tiny from tokenizer.json"};
+  test_cases("tokenizer_cases.txt", from_json, json_names);
+  bm_tokenizer_free(from_json[1]);
   bm_tokenizer_free(toks[0]);
   bm_tokenizer_free(toks[1]);
   CHECK_DONE();

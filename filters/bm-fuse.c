@@ -1,0 +1,361 @@
+/* bm-fuse - zero-shot classification: image embeddings against class
+ * embeddings made from text prompts.
+ *
+ *   bm-fuse --classes CLASSES.bmr [--scale S] [--map NAME=CLASS]... [FILE]
+ *
+ * Records with "img_emb" (f32/f16 [E]) get "scores" (f32 [C]) = S * img_emb .
+ * class_emb and "prob" (f32 [C]) = softmax(scores); the header gets the class
+ * names and the task. C and the order are the data's classes (its header)
+ * when it names them, else the order of CLASSES.bmr. */
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "record.h"
+#include "util.h"
+
+static const char usage[] =
+    "Usage: bm-fuse --classes CLASSES.bmr [OPTION]... [FILE]\n"
+    "Zero-shot classification: every record with \"img_emb\" gets \"scores\" =\n"
+    "SCALE * img_emb . class_emb for each class and \"prob\" = softmax(scores).\n"
+    "CLASSES.bmr is the output of bm-embed-txt --classes. Reads FILE (or stdin),\n"
+    "writes stdout. Records without \"img_emb\" pass through unchanged.\n"
+    "\n"
+    "  -c, --classes FILE   the class embeddings (required)\n"
+    "  -s, --scale S        multiply the similarities by S (default 100, as\n"
+    "                       open_clip's zero-shot evaluation); 'logit' would take\n"
+    "                       exp(logit_scale) from -m: not yet\n"
+    "      --map NAME=CLASS score the data's class NAME with the prompt class\n"
+    "                       CLASS of CLASSES.bmr (repeatable); other data classes\n"
+    "                       use the prompt class of the same name\n"
+    "      --softmax        multilabel data without negative prompts: take the\n"
+    "                       softmax across classes anyway (see the man page)\n"
+    "  -m, --model PATH     a trained fusion/head: not yet (comes with bm-train)\n"
+    "  -q, --quiet          no summary line on stderr\n"
+    "  -h, --help           this help\n"
+    "\n"
+    "Exit status: 0 ok, 1 bad input, 2 usage.\n";
+
+typedef struct {
+  const char *classes_path;
+  double scale;
+  char **map_from, **map_to;
+  int nmap;
+  int softmax;
+  int quiet;
+} options;
+
+/* The prompt classes of CLASSES.bmr. */
+typedef struct {
+  int n, dim;
+  char **names;
+  float *emb;     /* [n, dim] */
+  float *neg;     /* [n, dim] negative prompts, or NULL when the file has none */
+  msgpack_object templates; /* NIL when absent; points into the reader */
+  bm_reader *r;
+} prompt_set;
+
+/* One embedding tensor of CLASSES.bmr, checked, into dst[dim] (sets dim when 0). */
+static void read_emb(bm_reader *r, const msgpack_object *rec, const char *key, int *dim,
+                     float **dst, int idx) {
+  char err[256], where[512];
+  bm_tensor t;
+  int k = bm_rec_tensor(rec, key, &t, err, sizeof err);
+  bm_reader_where(r, where, sizeof where);
+  if (k == 0) bm_die("%s: no \"%s\" (expected f32 [E])", where, key);
+  if (k < 0) bm_die("%s: \"%s\": %s", where, key, err);
+  if ((t.dtype != BM_F32 && t.dtype != BM_F16) || t.ndim != 1 || t.numel < 1)
+    bm_die("%s: \"%s\" is %s with %d dimensions, expected f32 [E]", where, key,
+           bm_dtype_name(t.dtype), t.ndim);
+  if (*dim == 0) *dim = (int)t.numel;
+  if (t.numel != *dim)
+    bm_die("%s: \"%s\" has %lld values, the earlier class embeddings %d", where, key,
+           (long long)t.numel, *dim);
+  *dst = bm_xrealloc(*dst, bm_mul_size((size_t)(idx + 1) * (size_t)*dim, sizeof(float)));
+  bm_tensor_to_f32(&t, *dst + (size_t)idx * (size_t)*dim);
+}
+
+static void load_prompts(const char *path, prompt_set *p) {
+  memset(p, 0, sizeof *p);
+  p->templates.type = MSGPACK_OBJECT_NIL;
+  bm_reader *r = p->r = bm_reader_open(path);
+  const msgpack_object *h = bm_reader_header(r);
+  if (bm_reader_error(r)) exit(1);
+  if (!h) bm_die("%s: no header: not a class-embedding file from bm-embed-txt --classes", path);
+  const msgpack_object *task = bm_map_get(h, "task");
+  if (!task || !bm_obj_is_str(task, "class-embeddings"))
+    bm_die("%s: header task is not \"class-embeddings\": not from bm-embed-txt --classes", path);
+  const msgpack_object *tp = bm_map_get(h, "templates");
+  if (tp) p->templates = *tp;
+  double hdim = 0;
+  int has_dim = bm_map_get(h, "embed_dim") && !bm_obj_number(bm_map_get(h, "embed_dim"), &hdim);
+  const msgpack_object *rec;
+  int got, with_neg = 0;
+  while ((got = bm_reader_next(r, &rec)) == 1) {
+    char where[512];
+    bm_reader_where(r, where, sizeof where);
+    char *name = bm_obj_strdup(bm_map_get(rec, "class"));
+    if (!name) bm_die("%s: no \"class\" name (a string)", where);
+    for (int i = 0; i < p->n; i++)
+      if (!strcmp(p->names[i], name)) bm_die("%s: class \"%s\" appears twice", where, name);
+    p->names = bm_xrealloc(p->names, sizeof(char *) * (size_t)(p->n + 1));
+    p->names[p->n] = name;
+    read_emb(r, rec, "txt_emb", &p->dim, &p->emb, p->n);
+    int neg = bm_map_get(rec, "txt_emb_neg") != NULL;
+    if (p->n > 0 && neg != with_neg)
+      bm_die("%s: \"txt_emb_neg\" %s, unlike the classes before: give every class a negative "
+             "prompt or none", where, neg ? "present" : "absent");
+    with_neg = neg;
+    if (neg) read_emb(r, rec, "txt_emb_neg", &p->dim, &p->neg, p->n);
+    p->n++;
+  }
+  if (got < 0) exit(1);
+  if (p->n == 0) bm_die("%s: no class records", path);
+  if (has_dim && hdim != p->dim)
+    bm_die("%s: header embed_dim %g but the class embeddings have %d values", path, hdim, p->dim);
+  char **hc;
+  int nh = bm_header_classes(h, &hc);
+  if (nh >= 0) {
+    int same = nh == p->n;
+    for (int i = 0; same && i < nh; i++) same = !strcmp(hc[i], p->names[i]);
+    bm_free_strings(hc, nh);
+    if (!same) bm_die("%s: the header's \"classes\" do not match the class records", path);
+  }
+}
+
+/* For each output class, the index of its prompt class. */
+static int *match_classes(const options *opt, const prompt_set *p, char **data, int nd,
+                          const char *input) {
+  for (int m = 0; m < opt->nmap; m++) {
+    int found = 0;
+    for (int i = 0; i < nd; i++) found |= !strcmp(data[i], opt->map_from[m]);
+    if (!found) bm_usage_die("--map %s=%s: %s: the input's classes have no \"%s\"", opt->map_from[m],
+                             opt->map_to[m], input, opt->map_from[m]);
+  }
+  int *idx = bm_xmalloc(sizeof(int) * (size_t)nd);
+  int missing = 0;
+  for (int i = 0; i < nd; i++) {
+    const char *want = data[i];
+    for (int m = 0; m < opt->nmap; m++)
+      if (!strcmp(opt->map_from[m], data[i])) want = opt->map_to[m];
+    idx[i] = -1;
+    for (int j = 0; j < p->n; j++)
+      if (!strcmp(p->names[j], want)) idx[i] = j;
+    if (idx[i] < 0) {
+      const char *hint = "";
+      for (int j = 0; j < p->n; j++)
+        if (!strcasecmp(p->names[j], want)) hint = " (differs in case only)";
+      bm_warn("%s: class \"%s\" has no prompt class \"%s\" in %s%s", input, data[i], want,
+              opt->classes_path, hint);
+      missing++;
+    }
+    for (int k = 0; k < i && idx[i] >= 0; k++)
+      if (idx[k] == idx[i])
+        bm_die("%s: classes \"%s\" and \"%s\" both map to prompt class \"%s\"", input, data[k],
+               data[i], p->names[idx[i]]);
+  }
+  if (missing) {
+    size_t len = 1, at = 0;
+    for (int j = 0; j < p->n; j++) len += strlen(p->names[j]) + 4; /* , "name" */
+    char *list = bm_xmalloc(len);
+    list[0] = 0;
+    for (int j = 0; j < p->n; j++)
+      at += (size_t)snprintf(list + at, len - at, "%s\"%s\"", j ? ", " : "", p->names[j]);
+    bm_die("%d of the input's %d classes have no prompt class (use --map NAME=CLASS); %s has %s",
+           missing, nd, opt->classes_path, list);
+  }
+  for (int j = 0; j < p->n; j++) {
+    int used = 0;
+    for (int i = 0; i < nd; i++) used |= idx[i] == j;
+    if (!used) bm_warn("prompt class \"%s\" of %s matches no class of %s: left out", p->names[j],
+                       opt->classes_path, input);
+  }
+  return idx;
+}
+
+static void softmax(const float *x, float *y, int n) {
+  float mx = x[0];
+  for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  double sum = 0;
+  for (int i = 0; i < n; i++) sum += y[i] = expf(x[i] - mx);
+  for (int i = 0; i < n; i++) y[i] = (float)(y[i] / sum);
+}
+
+static double dot(const float *a, const float *b, int n) {
+  double s = 0;
+  for (int i = 0; i < n; i++) s += (double)a[i] * b[i];
+  return s;
+}
+
+static void parse_map(options *opt, const char *arg) {
+  const char *eq = strchr(arg, '=');
+  if (!eq || eq == arg || !eq[1]) bm_usage_die("--map %s: expected NAME=CLASS", arg);
+  opt->map_from = bm_xrealloc(opt->map_from, sizeof(char *) * (size_t)(opt->nmap + 1));
+  opt->map_to = bm_xrealloc(opt->map_to, sizeof(char *) * (size_t)(opt->nmap + 1));
+  opt->map_from[opt->nmap] = bm_xstrdup(arg);
+  opt->map_from[opt->nmap][eq - arg] = 0;
+  opt->map_to[opt->nmap] = bm_xstrdup(eq + 1);
+  for (int m = 0; m < opt->nmap; m++)
+    if (!strcmp(opt->map_from[m], opt->map_from[opt->nmap]))
+      bm_usage_die("--map: class \"%s\" mapped twice", opt->map_from[m]);
+  opt->nmap++;
+}
+
+int main(int argc, char **argv) {
+  bm_set_progname(argv[0]);
+  options opt = {.scale = 100};
+  static const struct option longs[] = {{"classes", required_argument, 0, 'c'},
+                                        {"scale", required_argument, 0, 's'},
+                                        {"map", required_argument, 0, 'M'},
+                                        {"softmax", no_argument, 0, 'S'},
+                                        {"model", required_argument, 0, 'm'},
+                                        {"quiet", no_argument, 0, 'q'},
+                                        {"help", no_argument, 0, 'h'},
+                                        {0, 0, 0, 0}};
+  int c;
+  while ((c = getopt_long(argc, argv, "c:s:m:qh", longs, NULL)) != -1) {
+    switch (c) {
+    case 'c': opt.classes_path = optarg; break;
+    case 's':
+      if (!strcmp(optarg, "logit"))
+        bm_usage_die("--scale logit: not yet: it needs the model's logit_scale (-m), which comes "
+                     "with bm-train; give a number (open_clip's zero-shot uses 100)");
+      if (bm_parse_double(optarg, &opt.scale) || !isfinite(opt.scale) || opt.scale <= 0)
+        bm_usage_die("--scale %s: expected a positive number", optarg);
+      break;
+    case 'M': parse_map(&opt, optarg); break;
+    case 'S': opt.softmax = 1; break;
+    case 'm':
+      bm_usage_die("-m %s: not yet: trained fusion heads come with bm-train; zero-shot needs "
+                   "only --classes", optarg);
+    case 'q': opt.quiet = 1; break;
+    case 'h': fputs(usage, stdout); return 0;
+    default: bm_usage_die("unknown option (see --help)");
+    }
+  }
+  if (!opt.classes_path) bm_usage_die("--classes CLASSES.bmr is required (see --help)");
+  if (argc - optind > 1) bm_usage_die("one input at most (cat several into a pipe)");
+  const char *input = optind < argc ? argv[optind] : "-";
+  const char *input_name = strcmp(input, "-") ? input : "stdin";
+
+  prompt_set ps;
+  load_prompts(opt.classes_path, &ps);
+  bm_reader *r = bm_reader_open(input);
+  const msgpack_object *h = bm_reader_header(r);
+  if (bm_reader_error(r)) return 1;
+
+  /* Output classes: the data's, mapped to prompt classes, or the prompts'. */
+  char **data = NULL;
+  int nd = h ? bm_header_classes(h, &data) : -1;
+  if (h && bm_map_get(h, "classes") && nd < 0)
+    bm_die("%s: header \"classes\" is not an array of strings", input_name);
+  if (nd == 0) bm_die("%s: header \"classes\" is empty", input_name);
+  int *idx;
+  if (nd > 0) {
+    idx = match_classes(&opt, &ps, data, nd, input_name);
+  } else {
+    if (opt.nmap) bm_usage_die("--map: %s names no classes in its header to map", input_name);
+    nd = ps.n;
+    data = bm_xcalloc((size_t)nd + 1, sizeof *data);
+    idx = bm_xmalloc(sizeof(int) * (size_t)nd);
+    for (int i = 0; i < nd; i++) data[i] = bm_xstrdup(ps.names[i]), idx[i] = i;
+  }
+  const msgpack_object *task_obj = h ? bm_map_get(h, "task") : NULL;
+  int multilabel = task_obj && bm_obj_is_str(task_obj, "multilabel");
+  int pairwise = multilabel && ps.neg && !opt.softmax; /* per class: positive vs negative */
+  if (multilabel && !ps.neg && !opt.softmax)
+    bm_die("%s: task is multilabel: zero-shot needs a negative prompt per class in %s "
+           "(\"txt_emb_neg\", from NAME<TAB>PROMPT<TAB>NEGATIVE lines), or --softmax to take the "
+           "softmax across classes anyway", input_name, opt.classes_path);
+
+  bm_writer *w = bm_writer_open("-");
+  bm_out o;
+  bm_out_init(&o);
+  msgpack_packer *pk = bm_out_key(&o, "classes");
+  msgpack_pack_array(pk, (size_t)nd);
+  for (int i = 0; i < nd; i++) bm_pack_str(pk, data[i]);
+  bm_out_str(&o, "task", multilabel ? "multilabel" : "multiclass");
+  pk = bm_out_key(&o, "zero_shot");
+  msgpack_pack_map(pk, 4);
+  bm_pack_str(pk, "scale");
+  msgpack_pack_double(pk, opt.scale);
+  bm_pack_str(pk, "prob");
+  bm_pack_str(pk, pairwise ? "softmax over positive and negative prompt, per class"
+                           : "softmax across classes");
+  bm_pack_str(pk, "prompt_classes");
+  msgpack_pack_array(pk, (size_t)nd);
+  for (int i = 0; i < nd; i++) bm_pack_str(pk, ps.names[idx[i]]);
+  bm_pack_str(pk, "templates");
+  msgpack_pack_object(pk, ps.templates);
+  if (bm_write_header(w, h, &o)) return 1;
+
+  float *emb = bm_xmalloc(bm_mul_size((size_t)ps.dim, sizeof(float)));
+  float *scores = bm_xmalloc(sizeof(float) * (size_t)nd), *prob = bm_xmalloc(sizeof(float) * (size_t)nd);
+  long scored = 0, passed = 0, off_unit = 0;
+  const msgpack_object *rec;
+  int got;
+  while ((got = bm_reader_next(r, &rec)) == 1) {
+    char err[256], where[512];
+    bm_tensor t;
+    int k = bm_rec_tensor(rec, "img_emb", &t, err, sizeof err);
+    bm_out_reset(&o);
+    if (k == 0) {
+      passed++;
+      if (bm_write_record(w, rec, &o)) return 1;
+      continue;
+    }
+    bm_reader_where(r, where, sizeof where);
+    if (k < 0) bm_die("%s: \"img_emb\": %s", where, err);
+    if ((t.dtype != BM_F32 && t.dtype != BM_F16) || t.ndim != 1)
+      bm_die("%s: \"img_emb\" is %s with %d dimensions, expected f32 [%d]", where,
+             bm_dtype_name(t.dtype), t.ndim, ps.dim);
+    if (t.numel != ps.dim)
+      bm_die("%s: \"img_emb\" has %lld values but the class embeddings of %s have %d", where,
+             (long long)t.numel, opt.classes_path, ps.dim);
+    bm_tensor_to_f32(&t, emb);
+    double nrm = sqrt(dot(emb, emb, ps.dim));
+    off_unit += !(fabs(nrm - 1) < 1e-3);
+    for (int i = 0; i < nd; i++) {
+      const float *pos = ps.emb + (size_t)idx[i] * (size_t)ps.dim;
+      if (pairwise) {
+        /* softmax over {positive, negative} = sigmoid of the difference */
+        const float *neg = ps.neg + (size_t)idx[i] * (size_t)ps.dim;
+        scores[i] = (float)(opt.scale * (dot(emb, pos, ps.dim) - dot(emb, neg, ps.dim)));
+        prob[i] = (float)(1 / (1 + exp(-(double)scores[i])));
+      } else {
+        scores[i] = (float)(opt.scale * dot(emb, pos, ps.dim));
+      }
+    }
+    if (!pairwise) softmax(scores, prob, nd);
+    int64_t shape[1] = {nd};
+    bm_out_tensor(&o, "scores", BM_F32, 1, shape, scores);
+    bm_out_tensor(&o, "prob", BM_F32, 1, shape, prob);
+    if (bm_write_record(w, rec, &o)) return 1;
+    scored++;
+  }
+  int bad = got < 0;
+  if (bm_writer_close(w)) bad = 1;
+  if (off_unit)
+    bm_warn("%ld img_emb were not of unit length: scores are scaled dot products, not cosines",
+            off_unit);
+  if (!opt.quiet)
+    bm_warn("%ld records scored against %d classes, %ld without img_emb passed through", scored, nd,
+            passed);
+  bm_out_free(&o);
+  bm_reader_close(r);
+  bm_reader_close(ps.r);
+  bm_free_strings(data, nd);
+  bm_free_strings(ps.names, ps.n);
+  free(ps.emb);
+  free(ps.neg);
+  free(idx);
+  free(emb);
+  free(scores);
+  free(prob);
+  for (int m = 0; m < opt.nmap; m++) free(opt.map_from[m]), free(opt.map_to[m]);
+  free(opt.map_from);
+  free(opt.map_to);
+  return bad;
+}
