@@ -140,3 +140,21 @@ check_eq "img: exit status 141 when the reader goes away" "$(cat $T/rc)" 141
 check_eq "img: ... and no message" "$(cat $T/pipe.err)" ""
 check "img: equal results with OpenBLAS's SSE3 kernels (OPENBLAS_CORETYPE=Prescott)" \
   sh -c "OPENBLAS_CORETYPE=Prescott bm-embed-img -q -m $M < $D/images.bmr | $PY $BM_TESTS/bmr_compare.py /dev/stdin $D/images-ref.bmr --tensors img_emb"
+
+# ---- zero-shot as a pipeline: embed-img | fuse against embed-txt --classes ----
+bm-embed-txt -m $M --classes $D/classes.txt --templates $D/templates.txt > $T/zs-cls.bmr
+check "pipeline: bm-embed-img | bm-fuse --classes gives 100 * cosine to open_clip's class embeddings" sh -c "
+  bm-embed-img -q -m $M < $D/images.bmr | bm-fuse -q --classes $T/zs-cls.bmr > $T/zs.bmr &&
+  $PY - $T/zs.bmr $D/images-ref.bmr $D/classes-ref.bmr" <<'PYEOF'
+import sys, msgpack, numpy as np
+rd = lambda p: [r for r in msgpack.Unpacker(open(p, "rb"), raw=False) if "header" not in r]
+arr = lambda t: np.frombuffer(t["data"], dtype="<f4").reshape(t["shape"])
+img = {r["id"]: arr(r["img_emb"]) for r in rd(sys.argv[2])}
+cls = np.stack([arr(r["txt_emb"]) for r in rd(sys.argv[3]) if r["templates"] == "file"])
+n = 0
+for r in rd(sys.argv[1]):
+    if r["id"] in img:
+        assert np.abs(arr(r["scores"]) - 100 * cls @ img[r["id"]]).max() < 1e-2, r["id"]
+        n += 1
+assert n == 5, n
+PYEOF
