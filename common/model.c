@@ -92,7 +92,7 @@ static int exists(const bm_model *m, const char *fmt, int i) {
 /* ---- the config (optional) ---- */
 typedef struct {
   json_t *root;
-  json_t *vision, *text, *pre; /* borrowed; NULL when absent */
+  json_t *vision, *text, *pre, *bm; /* borrowed; NULL when absent */
 } config;
 
 static int config_int(json_t *obj, const char *key, long *out) {
@@ -102,18 +102,26 @@ static int config_int(json_t *obj, const char *key, long *out) {
   return 1;
 }
 
-/* heads from "heads" or "head_width" in the tower's config, else width/64. */
-static int tower_heads(loader *L, json_t *cfg, const char *tower, int width) {
+/* Heads: width/64 unless the config says otherwise. open_clip's config has
+ * no field for it that its timm and HuggingFace towers read (text_cfg "heads"
+ * is a default-filled field they ignore: a dump may carry heads 8 for a
+ * 768-wide BERT), so the count comes from our own top-level object, which
+ * open_clip ignores: {"bm_cfg": {"vision_heads": N, "text_heads": N}}, or for
+ * the image tower from vision_cfg "head_width" (open_clip's, default 64). */
+static int tower_heads(loader *L, const config *c, const char *tower, int width) {
   long heads = 0, hw = 0;
-  if (config_int(cfg, "heads", &heads)) {
-  } else if (config_int(cfg, "head_width", &hw) && hw > 0) {
+  char key[32];
+  snprintf(key, sizeof key, "%s_heads", tower);
+  json_t *tcfg = strcmp(tower, "vision") == 0 ? c->vision : NULL;
+  if (config_int(c->bm, key, &heads)) {
+  } else if (config_int(tcfg, "head_width", &hw) && hw > 0) {
     heads = width % hw ? 0 : width / hw;
   } else {
     heads = width % 64 ? 0 : width / 64;
   }
   if (heads <= 0 || width % heads) {
-    fail(L, "%s width %d cannot be split into heads (%ld); set heads or head_width in the config",
-         tower, width, heads);
+    fail(L, "%s width %d cannot be split into %ld heads; set bm_cfg.%s in the config", tower,
+         width, heads, key);
     return 1;
   }
   return (int)heads;
@@ -133,6 +141,7 @@ static void config_parse(loader *L, config *c) {
   c->vision = json_object_get(mc, "vision_cfg");
   c->text = json_object_get(mc, "text_cfg");
   c->pre = json_object_get(c->root, "preprocess_cfg");
+  c->bm = json_object_get(c->root, "bm_cfg");
 }
 
 static void preprocess(loader *L, const config *c) {
@@ -197,7 +206,7 @@ static void load_vision(loader *L, const config *c) {
   tensor(L, "visual.trunk.blocks.0.mlp.fc1.weight", 2, f1);
   if (L->failed) return;
   int M = v->mlp = (int)f1[0];
-  v->heads = tower_heads(L, c->vision, "vision", W);
+  v->heads = tower_heads(L, c, "vision", W);
   v->blocks = bm_xcalloc((size_t)v->depth, sizeof(bm_vit_block));
   for (int i = 0; i < v->depth && !L->failed; i++) {
     bm_vit_block *b = &v->blocks[i];
@@ -260,7 +269,7 @@ static void load_text(loader *L, const config *c) {
   tensor(L, "text.transformer.encoder.layer.0.intermediate.dense.weight", 2, f1);
   if (L->failed) return;
   int M = t->mlp = (int)f1[0];
-  t->heads = tower_heads(L, c->text, "text", W);
+  t->heads = tower_heads(L, c, "text", W);
   t->layers = bm_xcalloc((size_t)t->depth, sizeof(bm_bert_layer));
   for (int i = 0; i < t->depth && !L->failed; i++) {
     bm_bert_layer *l = &t->layers[i];

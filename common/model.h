@@ -2,7 +2,7 @@
  *
  * Every size comes from the tensors' shapes (width, depth by counting blocks,
  * patch, grid, vocab, context rows, embed dim); heads are width/64 unless the
- * config says otherwise (vision_cfg/text_cfg "heads" or "head_width"). A
+ * config says otherwise (bm_cfg.vision_heads / text_heads, vision_cfg.head_width). A
  * missing or misshapen tensor is an error naming the tensor and both shapes.
  * Unknown tensors (the int64 position_ids buffer, a BERT pooler) are ignored. */
 #ifndef BM_MODEL_H

@@ -65,14 +65,21 @@ check "model: misshapen tensor named with both shapes" \
   grep -q 'tensor text.transformer.encoder.layer.1.attention.output.dense.weight has shape \[64,60\], expected \[64,64\]' $T/err
 bad_model nohead --drop visual.head.proj.weight
 check "model: the text tower loads without the image head" sh -c "bm-embed-txt -q -m $T/nohead < $T/empty.bmr > /dev/null"
-mkdir -p $T/heads && cp $M/* $T/heads/ && $PY - $T/heads/open_clip_config.json <<'PYEOF'
+mkdir -p $T/heads $T/theads && cp $M/* $T/heads/ && cp $M/* $T/theads/ && $PY - $T <<'PYEOF'
 import json, sys
-c = json.load(open(sys.argv[1]))
+p = sys.argv[1] + "/heads/open_clip_config.json"
+c = json.load(open(p))
 del c["model_cfg"]["vision_cfg"]["head_width"]
-json.dump(c, open(sys.argv[1], "w"))
+json.dump(c, open(p, "w"))
+p = sys.argv[1] + "/theads/open_clip_config.json"
+c = json.load(open(p))
+del c["bm_cfg"]
+json.dump(c, open(p, "w"))
 PYEOF
-check_fails "model: heads come from the config (width/64 = 1 head differs)" \
+check_fails "model: vision heads come from head_width (width/64 = 1 head differs)" \
   sh -c "bm-embed-img -q -m $T/heads < $D/images.bmr | $PY $BM_TESTS/bmr_compare.py /dev/stdin $D/images-ref.bmr --tensors img_emb"
+check_fails "model: text heads come from bm_cfg.text_heads (not open_clip's ignored text_cfg.heads)" \
+  sh -c "bm-embed-txt -q -m $T/theads < $D/texts.bmr 2>/dev/null | $PY $BM_TESTS/bmr_compare.py /dev/stdin $D/texts-ref.bmr --tensors txt_emb"
 check_fails "model: a path that does not exist fails" sh -c "bm-embed-img -q -m $T/nothing < $D/images.bmr > /dev/null"
 
 # ---- text tower ----

@@ -171,12 +171,16 @@ def main():
                 "hf_tokenizer_name": "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract",
                 "hf_proj_type": "mlp", "hf_pooler_type": "cls_last_hidden_state_pooler",
                 "context_length": cfg["context"]}
-    if kind == "tiny":  # non-default heads: read from the config (open_clip's own field names)
+    extra = {}
+    if kind == "tiny":  # non-default heads, named where open_clip does not mind:
+        # vision_cfg "head_width" (open_clip's field) and our top-level bm_cfg;
+        # text_cfg "heads" is open_clip's field that its HF tower ignores: so must we
         vision_cfg["head_width"] = cfg["vwidth"] // cfg["vheads"]
-        text_cfg["heads"] = cfg["theads"]
+        text_cfg["heads"] = 8
+        extra["bm_cfg"] = {"text_heads": cfg["theads"]}
     with open(os.path.join(mdir, "open_clip_config.json"), "w") as f:
         json.dump({"model_cfg": {"embed_dim": cfg["embed"], "vision_cfg": vision_cfg, "text_cfg": text_cfg},
-                   "preprocess_cfg": {"mean": list(MEAN), "std": list(STD)}}, f, indent=2)
+                   "preprocess_cfg": {"mean": list(MEAN), "std": list(STD)}, **extra}, f, indent=2)
 
     # ---- images ----
     S, n = cfg["image"], cfg["nimg"]
