@@ -47,7 +47,7 @@ static void own(bm_model *m, float *p) {
 /* The tensor `name` as float32 with exactly the given shape (ndim dims;
  * a negative expected dim accepts any size and stores what was found back
  * into shape[]). NULL after fail(). */
-static const float *tensor(loader *L, const char *name, int ndim, int64_t *shape) {
+static const float *lookup(loader *L, const char *name, int ndim, int64_t *shape, int want_data) {
   if (L->failed) return NULL;
   const bm_weight *w = bm_weights_get(&L->m->ws, name);
   char want[160], got[160];
@@ -64,6 +64,7 @@ static const float *tensor(loader *L, const char *name, int ndim, int64_t *shape
     return NULL;
   }
   for (int i = 0; i < ndim; i++) shape[i] = w->shape[i];
+  if (!want_data) return NULL;
   if (w->dtype == BM_W_F32) return w->data;
   float *f = bm_weight_to_f32(w);
   if (!f) {
@@ -72,6 +73,14 @@ static const float *tensor(loader *L, const char *name, int ndim, int64_t *shape
   }
   own(L->m, f);
   return f;
+}
+
+static const float *tensor(loader *L, const char *name, int ndim, int64_t *shape) {
+  return lookup(L, name, ndim, shape, 1);
+}
+/* Only the shape (sizes read before the tensor is used), no conversion. */
+static void shape_of(loader *L, const char *name, int ndim, int64_t *shape) {
+  lookup(L, name, ndim, shape, 0);
 }
 
 static const float *t1(loader *L, const char *name, int64_t a) {
@@ -174,7 +183,7 @@ static void load_vision(loader *L, const config *c) {
   bm_model *m = L->m;
   bm_vit *v = &m->vit;
   int64_t pw[4] = {-1, 3, -1, -1};
-  tensor(L, "visual.trunk.patch_embed.proj.weight", 4, pw);
+  shape_of(L, "visual.trunk.patch_embed.proj.weight", 4, pw);
   if (L->failed) return;
   if (pw[2] != pw[3] || pw[2] <= 0) {
     fail(L, "visual.trunk.patch_embed.proj.weight has shape [%lld,3,%lld,%lld]: patches must be square",
@@ -203,7 +212,7 @@ static void load_vision(loader *L, const config *c) {
     return;
   }
   int64_t f1[2] = {-1, W};
-  tensor(L, "visual.trunk.blocks.0.mlp.fc1.weight", 2, f1);
+  shape_of(L, "visual.trunk.blocks.0.mlp.fc1.weight", 2, f1);
   if (L->failed) return;
   int M = v->mlp = (int)f1[0];
   v->heads = tower_heads(L, c, "vision", W);
@@ -266,7 +275,7 @@ static void load_text(loader *L, const config *c) {
     return;
   }
   int64_t f1[2] = {-1, W};
-  tensor(L, "text.transformer.encoder.layer.0.intermediate.dense.weight", 2, f1);
+  shape_of(L, "text.transformer.encoder.layer.0.intermediate.dense.weight", 2, f1);
   if (L->failed) return;
   int M = t->mlp = (int)f1[0];
   t->heads = tower_heads(L, c, "text", W);

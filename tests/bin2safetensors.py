@@ -2,7 +2,7 @@
 """Rewrite a torch.save checkpoint as .safetensors, optionally damaged, with
 nothing but numpy: the tests use it to make bad models without torch.
 
-    bin2safetensors.py IN.bin OUT.safetensors [--drop NAME]... [--reshape NAME=D0xD1...]
+    bin2safetensors.py IN.bin OUT.safetensors [--drop NAME]... [--reshape NAME=D0xD1...] [--half]
 
 The zip's data.pkl is read with a restricted unpickler that knows only the
 tensor-rebuild function, the storage types and OrderedDict, the same subset
@@ -72,6 +72,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--drop", action="append", default=[])
     ap.add_argument("--reshape", action="append", default=[])
+    ap.add_argument("--half", action="store_true", help="float32 tensors as float16")
     a = ap.parse_args()
     t = load(a.inp)
     for n in a.drop:
@@ -81,6 +82,8 @@ def main():
         arr, tag = t[n]
         shape = [int(d) for d in dims.split("x")]
         t[n] = (np.resize(arr, shape), tag)
+    if a.half:
+        t = {n: (arr.astype("<f2"), "F16") if tag == "F32" else (arr, tag) for n, (arr, tag) in t.items()}
     save(a.out, t)
     return 0
 

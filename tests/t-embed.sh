@@ -56,6 +56,10 @@ bad_model() { # name, bin2safetensors options...
 bad_model good
 check "model: the same weights as .safetensors give the same embeddings" \
   sh -c "bm-embed-img -q -m $T/good < $D/images.bmr | $PY $BM_TESTS/bmr_compare.py /dev/stdin $D/images-ref.bmr --tensors img_emb"
+bad_model half --half
+check "model: float16 weights are converted (embeddings within 1e-2 of float32's)" \
+  sh -c "bm-embed-img -q -m $T/half < $D/images.bmr | $PY $BM_TESTS/bmr_compare.py /dev/stdin $D/images-ref.bmr --tensors img_emb --tol 1e-2 &&
+         bm-embed-txt -q -m $T/half < $D/texts.bmr 2>/dev/null | $PY $BM_TESTS/bmr_compare.py /dev/stdin $D/texts-ref.bmr --tensors txt_emb --tol 1e-2"
 bad_model missing --drop visual.trunk.blocks.1.mlp.fc2.bias
 check_fails "model: missing tensor fails" sh -c "bm-embed-img -q -m $T/missing < $D/images.bmr > /dev/null 2> $T/err"
 check "model: missing tensor named with its shape" grep -q 'missing tensor visual.trunk.blocks.1.mlp.fc2.bias (expected shape \[64\])' $T/err
