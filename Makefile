@@ -27,7 +27,7 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIBBM      := $(BUILD)/libbm.a
 
-.PHONY: all deps deps-check test test-asan demo bench clean fixtures fuzz
+.PHONY: all deps deps-check test test-asan demo bench clean fixtures fuzz fixtures-model parity-full
 all: $(PROGRAMS) $(UNIT_BIN)
 
 $(BUILD)/%.o: %.c | deps-check
@@ -67,6 +67,15 @@ demo: all
 
 bench: all
 	@BM_BIN=$(abspath $(BIN)) PY=$(PY) sh tests/bench/run.sh
+
+# The tiny model and open_clip's outputs the tests compare with, and the same
+# at full size (needs the python with torch, timm, transformers, open_clip).
+TORCH_PY ?= python3
+fixtures-model:
+	$(TORCH_PY) tests/ref/make_tiny_model.py tiny tests/fixtures/tiny-model tests/fixtures/tiny-embed
+
+parity-full: all
+	@BM_BIN=$(abspath $(BIN)) BM_BUILD=$(abspath $(BUILD)) PY=$(PY) TORCH_PY=$(TORCH_PY) sh tests/ref/parity_full.sh
 
 # libFuzzer targets tests/fuzz/fuzz_*.c (clang), each run FUZZ_SECONDS on its
 # corpus; new inputs land in $(BUILD)/fuzz/work_NAME, crashes in $(BUILD)/fuzz/.
