@@ -28,7 +28,8 @@ static const char usage[] =
     "  -t, --tokens          also add \"txt_tokens\" f16 [L,W]: the last hidden state of\n"
     "                        every token ([CLS] first, no padding)\n"
     "  -c, --classes FILE    zero-shot class embeddings instead: one class per line,\n"
-    "                        or \"name<TAB>prompt\" to put prompt into the templates;\n"
+    "                        or \"name<TAB>prompt\" to put prompt into the templates,\n"
+    "                        or \"name<TAB>prompt<TAB>negative\" to add \"txt_emb_neg\";\n"
     "                        writes a class-embeddings header and one record per class\n"
     "  -T, --templates FILE  one template per line with one {} for the class\n"
     "                        (default: \"this is an image of {}\", \"{} presented in image\")\n"
@@ -213,6 +214,25 @@ static char *fill(const char *tmpl, const char *what) {
   return s;
 }
 
+/* open_clip's zero-shot recipe for one prompt: every template filled with it,
+ * each embedding normalized, averaged, renormalized. out [E]. */
+static void embed_prompt(encoder *e, char **tmpl, int nt, const char *prompt, float *out) {
+  int E = e->m.bert.embed_dim;
+  for (int t = 0; t < nt; t++) {
+    char *s = fill(tmpl[t], prompt);
+    encoder_add(e, s);
+    free(s);
+  }
+  encoder_run(e, 0);
+  for (int k = 0; k < E; k++) {
+    float sum = 0;
+    for (int t = 0; t < nt; t++) sum += e->emb[(size_t)t * E + k];
+    out[k] = sum / (float)nt;
+  }
+  bm_l2_normalize(out, 1, E);
+  e->n = e->ntok = 0;
+}
+
 static int embed_classes(const options *opt) {
   char **lines, **tmpl;
   int nc = read_lines(opt->classes, &lines), nt;
@@ -230,13 +250,23 @@ static int embed_classes(const options *opt) {
     if (!p || strstr(p + 2, "{}"))
       bm_die("%s: line %d: a template needs exactly one {}: %s", opt->templates ? opt->templates : "templates", i + 1, tmpl[i]);
   }
-  /* "name<TAB>prompt": the name labels the class, the prompt fills the templates */
+  /* "name[<TAB>prompt[<TAB>negative prompt]]": the name labels the class, the
+   * prompt fills the templates, and a negative prompt (for multi-label
+   * zero-shot, see bm-fuse) gets its own embedding */
   char **names = bm_xmalloc(sizeof(char *) * (size_t)nc), **prompts = bm_xmalloc(sizeof(char *) * (size_t)nc);
+  char **negatives = bm_xcalloc((size_t)nc, sizeof(char *));
   for (int i = 0; i < nc; i++) {
     char *tab = strchr(lines[i], '\t');
     names[i] = lines[i];
     prompts[i] = tab ? tab + 1 : lines[i];
     if (tab) *tab = 0;
+    char *tab2 = tab ? strchr(prompts[i], '\t') : NULL;
+    if (tab2) {
+      *tab2 = 0;
+      negatives[i] = tab2 + 1;
+      if (!*negatives[i] || strchr(negatives[i], '\t'))
+        bm_die("%s: line %d: an empty negative prompt or more than three fields", opt->classes, i + 1);
+    }
     if (!*names[i] || !*prompts[i]) bm_die("%s: line %d: an empty class name or prompt", opt->classes, i + 1);
   }
   options o2 = *opt;
@@ -263,28 +293,19 @@ static int embed_classes(const options *opt) {
   if (bm_write_header(w, NULL, &o)) return 1;
   float *cls = bm_xmalloc(sizeof(float) * (size_t)E);
   for (int c = 0; c < nc; c++) {
-    for (int t = 0; t < nt; t++) {
-      char *s = fill(tmpl[t], prompts[c]);
-      encoder_add(&e, s);
-      free(s);
-    }
-    encoder_run(&e, 0);
-    /* each template's embedding is already normalized: average, renormalize */
-    for (int k = 0; k < E; k++) {
-      float sum = 0;
-      for (int t = 0; t < nt; t++) sum += e.emb[(size_t)t * E + k];
-      cls[k] = sum / (float)nt;
-    }
-    bm_l2_normalize(cls, 1, E);
-    e.n = e.ntok = 0;
     bm_out_reset(&o);
     bm_out_str(&o, "class", names[c]);
+    embed_prompt(&e, tmpl, nt, prompts[c], cls);
     bm_out_tensor(&o, "txt_emb", BM_F32, 1, (int64_t[]){E}, cls);
+    if (negatives[c]) {
+      embed_prompt(&e, tmpl, nt, negatives[c], cls);
+      bm_out_tensor(&o, "txt_emb_neg", BM_F32, 1, (int64_t[]){E}, cls);
+    }
     if (bm_write_record(w, NULL, &o)) return 1;
   }
   int bad = bm_writer_close(w) != 0;
   bm_out_free(&o);
-  free(cls), free(names), free(prompts);
+  free(cls), free(names), free(prompts), free(negatives);
   bm_free_strings(lines, nc);
   bm_free_strings(tmpl, nt);
   encoder_free(&e);

@@ -129,6 +129,20 @@ PYEOF
 printf 'an image of\n' > $T/badtmpl.txt
 check_fails "classes: a template without {} fails" bm-embed-txt -m $M --classes $D/classes.txt --templates $T/badtmpl.txt
 check_fails "classes: a missing classes file fails" bm-embed-txt -m $M --classes $T/none.txt
+printf 'pneumonia\tpneumonia\tno pneumonia\nedema\tlung edema\tclear lungs\n' > $T/neg.txt
+printf 'x\tno pneumonia\ny\tclear lungs\n' > $T/negonly.txt
+check "classes: a negative prompt adds txt_emb_neg, equal to embedding it as a class" sh -c "
+  bm-embed-txt -m $M --classes $T/neg.txt > $T/neg.bmr && bm-embed-txt -m $M --classes $T/negonly.txt > $T/negonly.bmr &&
+  $PY - $T/neg.bmr $T/negonly.bmr" <<'PYEOF'
+import sys, msgpack
+a = [r for r in msgpack.Unpacker(open(sys.argv[1], "rb"), raw=False) if "header" not in r]
+b = [r for r in msgpack.Unpacker(open(sys.argv[2], "rb"), raw=False) if "header" not in r]
+assert [r["class"] for r in a] == ["pneumonia", "edema"]
+assert all(x["txt_emb_neg"]["data"] == y["txt_emb"]["data"] for x, y in zip(a, b))
+assert all(x["txt_emb_neg"]["data"] != x["txt_emb"]["data"] for x in a)
+PYEOF
+printf 'a\tb\t\n' > $T/negbad.txt
+check_fails "classes: an empty negative prompt fails" bm-embed-txt -m $M --classes $T/negbad.txt
 
 # ---- command line ----
 check "img: --help" sh -c "bm-embed-img --help | grep -q Usage"
