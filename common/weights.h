@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define BM_W_MAX_DIMS 8
 
@@ -39,7 +40,22 @@ typedef struct {
   char *source;       /* the path it came from, for messages */
 } bm_weights;
 
-/* 0 ok; -1 with a message in err naming the file (and member/tensor). */
+/* The __metadata__ keys of a bm-train .safetensors: the open_clip config
+ * JSON (as open_clip_config.json) and the vocab.txt text. */
+#define BM_ST_CONFIG "config"
+#define BM_ST_VOCAB "vocab"
+
+/* 0 ok; -1 with a message in err naming the file (and member/tensor).
+ * The path may be a folder or a file; a file is recognized by its content
+ * (zip = torch.save, else safetensors), not its name. config_json and vocab
+ * come from a safetensors file's metadata first; what is still missing is
+ * taken from open_clip_config.json, vocab.txt or tokenizer.json (its
+ * WordPiece vocab written out in id order as vocab.txt text) in the folder
+ * (the folder itself, or the one holding the file). A folder holding both
+ * open_clip_model.safetensors and open_clip_pytorch_model.bin uses the
+ * safetensors. Every tensor in the file is kept, including the int64 buffer
+ * text.transformer.embeddings.position_ids; a state dict whose keys all
+ * start with "module." loses that prefix. */
 int bm_weights_load(const char *path, bm_weights *out, char *err, size_t errlen);
 void bm_weights_free(bm_weights *ws);
 /* NULL when absent. */
@@ -48,6 +64,19 @@ const bm_weight *bm_weights_get(const bm_weights *ws, const char *name);
  * 64-byte aligned buffer the caller frees with free(). NULL on a dtype that is
  * not a float. */
 float *bm_weight_to_f32(const bm_weight *w);
+
+/* "f32", "f16", "bf16", "i64", "i32", "u8" and the element size in bytes */
+const char *bm_wdtype_name(bm_wdtype t);
+size_t bm_wdtype_size(bm_wdtype t);
+
+/* One line per tensor: "name dtype [d0,d1,...] nbytes", in file order. */
+void bm_weights_list(const bm_weights *ws, FILE *f);
+
+/* The tensor `name` with exactly this shape (a -1 in shape matches any
+ * size), or NULL with err saying "SOURCE: tensor NAME is missing" or
+ * "SOURCE: tensor NAME has shape [a,b], expected [c,d]". */
+const bm_weight *bm_weights_expect(const bm_weights *ws, const char *name, int ndim,
+                                   const int64_t *shape, char *err, size_t errlen);
 
 /* Write a .safetensors file atomically (temporary + rename). metadata is a
  * flat list of string key/value pairs (nmeta pairs; may be 0) stored under

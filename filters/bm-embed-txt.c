@@ -1,0 +1,325 @@
+/* bm-embed-txt - the text tower as a filter: records with "text" get
+ * "txt_emb" (and "txt_tokens" with --tokens). With --classes it reads no
+ * records and writes one class embedding per class instead (open_clip's
+ * zero-shot recipe: the templates' embeddings averaged and renormalized).
+ *
+ *   bm-embed-txt -m MODEL [--tokens] [--batch N] [--threads N] [FILE]
+ *   bm-embed-txt -m MODEL --classes FILE [--templates FILE]
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "held.h"
+#include "kernels.h"
+#include "model.h"
+#include "record.h"
+#include "util.h"
+
+static const char usage[] =
+    "Usage: bm-embed-txt -m MODEL [OPTION]... [FILE]\n"
+    "   or: bm-embed-txt -m MODEL --classes FILE [--templates FILE]\n"
+    "Add the BiomedCLIP text embedding to every record that has a \"text\" string:\n"
+    "\"txt_emb\" f32 [E], L2-normalized. Records without \"text\" pass through (counted\n"
+    "in a warning at the end). Reads FILE or stdin, writes stdout.\n"
+    "\n"
+    "  -m, --model PATH      the hub folder, a torch .bin or a .safetensors checkpoint\n"
+    "  -t, --tokens          also add \"txt_tokens\" f16 [L,W]: the last hidden state of\n"
+    "                        every token ([CLS] first, no padding)\n"
+    "  -c, --classes FILE    zero-shot class embeddings instead: one class per line,\n"
+    "                        or \"name<TAB>prompt\" to put prompt into the templates;\n"
+    "                        writes a class-embeddings header and one record per class\n"
+    "  -T, --templates FILE  one template per line with one {} for the class\n"
+    "                        (default: \"this is an image of {}\", \"{} presented in image\")\n"
+    "  -b, --batch N         texts per forward pass (default 32)\n"
+    "  -j, --threads N       threads (default: OMP_NUM_THREADS or all cores)\n"
+    "  -q, --quiet           no progress line\n"
+    "  -h, --help            this help\n"
+    "\n"
+    "Exit status: 0 ok, 1 error, 2 usage.\n";
+
+/* BiomedCLIP's zero-shot prompts (seed 001, Supplementary Table 10). */
+static const char *const default_templates[] = {"this is an image of {}", "{} presented in image"};
+
+typedef struct {
+  const char *model, *input, *classes, *templates;
+  int tokens, quiet;
+  long batch, threads;
+} options;
+
+/* A batch of tokenized texts packed one after the other. */
+typedef struct {
+  bm_model m;
+  bm_bert_acts acts;
+  int32_t *ids; /* [batch * context] */
+  int *start, *len;
+  int n, ntok;
+  float *emb;   /* [batch, E] */
+  float *tok;   /* [batch * context, W] with --tokens */
+} encoder;
+
+static void encoder_init(encoder *e, const options *opt) {
+  char err[1024];
+  if (bm_model_load(&e->m, opt->model, BM_LOAD_TEXT, err, sizeof err)) bm_die("%s", err);
+  const bm_bert *b = &e->m.bert;
+  size_t cap = (size_t)opt->batch * b->context;
+  e->ids = bm_xmalloc(bm_mul_size(cap, sizeof(int32_t)));
+  e->start = bm_xmalloc(sizeof(int) * (size_t)opt->batch);
+  e->len = bm_xmalloc(sizeof(int) * (size_t)opt->batch);
+  e->emb = bm_xmalloc(bm_mul_size((size_t)opt->batch * b->embed_dim, sizeof(float)));
+  if (opt->tokens) e->tok = bm_xmalloc(bm_mul_size(cap * b->width, sizeof(float)));
+}
+
+static void encoder_free(encoder *e) {
+  bm_bert_acts_free(&e->acts);
+  free(e->ids), free(e->start), free(e->len), free(e->emb), free(e->tok);
+  bm_model_free(&e->m);
+}
+
+static void encoder_add(encoder *e, const char *text) {
+  int L = bm_tokenize(e->m.tok, text, e->ids + e->ntok, e->m.bert.context);
+  e->start[e->n] = e->ntok;
+  e->len[e->n++] = L;
+  e->ntok += L;
+}
+
+static void encoder_run(encoder *e, int tokens) {
+  if (e->n) bm_bert_forward(&e->m.bert, &e->acts, e->ids, e->start, e->len, e->n, e->emb, tokens ? e->tok : NULL);
+}
+
+/* ---- records mode ---- */
+static int embed_records(const options *opt) {
+  encoder e;
+  memset(&e, 0, sizeof e);
+  encoder_init(&e, opt);
+  const bm_bert *b = &e.m.bert;
+  bm_held held;
+  bm_held_init(&held);
+  int *txt_of = NULL, cap_held = 0;
+  uint16_t *tok16 = opt->tokens ? bm_xmalloc(bm_mul_size((size_t)b->context * b->width, 2)) : NULL;
+  char *text = NULL;
+  size_t cap_text = 0;
+
+  bm_reader *r = bm_reader_open(opt->input);
+  bm_writer *w = bm_writer_open(NULL);
+  const msgpack_object *hdr = bm_reader_header(r);
+  if (bm_reader_error(r)) return 1;
+  bm_out o;
+  bm_out_init(&o);
+  bm_out_str(&o, "txt_model", opt->model);
+  bm_out_int(&o, "embed_dim", b->embed_dim);
+  if (bm_write_header(w, hdr, &o)) return 1;
+
+  bm_progress prog;
+  bm_progress_init(&prog, opt->quiet);
+  long done = 0, missing = 0;
+  const msgpack_object *rec;
+  int got;
+  for (;;) {
+    got = bm_reader_next(r, &rec);
+    if (got == 1) {
+      const msgpack_object *t = bm_map_get(rec, "text");
+      char where[256];
+      if (t && t->type != MSGPACK_OBJECT_STR)
+        bm_die("%s: \"text\" is not a string", bm_reader_where(r, where, sizeof where));
+      int i = bm_held_push(&held, rec);
+      if (i >= cap_held) {
+        cap_held = 2 * (i + 1);
+        txt_of = bm_xrealloc(txt_of, sizeof(int) * (size_t)cap_held);
+      }
+      txt_of[i] = t ? e.n : -1;
+      if (t) {
+        if (t->via.str.size + 1 > cap_text) text = bm_xrealloc(text, cap_text = t->via.str.size + 1);
+        memcpy(text, t->via.str.ptr, t->via.str.size);
+        text[t->via.str.size] = 0;
+        encoder_add(&e, text);
+      } else {
+        missing++;
+      }
+    }
+    if (got != 1 || e.n == opt->batch || held.n >= 4 * opt->batch) {
+      encoder_run(&e, opt->tokens);
+      for (int i = 0; i < held.n; i++) {
+        const msgpack_object *hr = bm_held_get(&held, i);
+        bm_out_reset(&o);
+        int k = txt_of[i];
+        if (k >= 0) {
+          bm_out_tensor(&o, "txt_emb", BM_F32, 1, (int64_t[]){b->embed_dim}, e.emb + (size_t)k * b->embed_dim);
+          if (opt->tokens) {
+            const float *src = e.tok + (size_t)e.start[k] * b->width;
+            size_t n = (size_t)e.len[k] * b->width;
+            for (size_t j = 0; j < n; j++) tok16[j] = bm_f32_to_f16(src[j]);
+            bm_out_tensor(&o, "txt_tokens", BM_F16, 2, (int64_t[]){e.len[k], b->width}, tok16);
+          }
+        }
+        if (bm_write_record(w, hr, &o)) exit(1);
+      }
+      done += e.n;
+      e.n = e.ntok = 0;
+      bm_held_clear(&held);
+      bm_progress_update(&prog, "%ld texts, %.1f texts/s", done, done / (bm_now() - prog.start));
+    }
+    if (got != 1) break;
+  }
+  bm_progress_done(&prog);
+  if (missing) bm_warn("%ld record%s without \"text\" passed through unchanged", missing, missing == 1 ? "" : "s");
+  int bad = got < 0 || bm_reader_error(r);
+  bm_reader_close(r);
+  if (bm_writer_close(w)) bad = 1;
+  bm_out_free(&o);
+  bm_held_free(&held);
+  free(txt_of), free(tok16), free(text);
+  encoder_free(&e);
+  return bad ? 1 : 0;
+}
+
+/* ---- classes mode ---- */
+/* The non-empty lines of a file (trailing \r removed). */
+static int read_lines(const char *path, char ***out) {
+  FILE *f = fopen(path, "r");
+  if (!f) bm_die("%s: cannot open: %m", path);
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  int count = 0;
+  char **lines = NULL;
+  while ((n = getline(&line, &cap, f)) >= 0) {
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+    if (n == 0) continue;
+    if (memchr(line, 0, (size_t)n)) bm_die("%s: line %d holds a NUL byte", path, count + 1);
+    lines = bm_xrealloc(lines, sizeof(char *) * (size_t)(count + 1));
+    lines[count++] = bm_xstrdup(line);
+  }
+  if (ferror(f)) bm_die("%s: read error", path);
+  fclose(f);
+  free(line);
+  *out = lines;
+  return count;
+}
+
+/* template with its one "{}" replaced by what */
+static char *fill(const char *tmpl, const char *what) {
+  const char *p = strstr(tmpl, "{}");
+  size_t a = (size_t)(p - tmpl), n = strlen(what), rest = strlen(p + 2);
+  char *s = bm_xmalloc(a + n + rest + 1);
+  memcpy(s, tmpl, a);
+  memcpy(s + a, what, n);
+  memcpy(s + a + n, p + 2, rest + 1);
+  return s;
+}
+
+static int embed_classes(const options *opt) {
+  char **lines, **tmpl;
+  int nc = read_lines(opt->classes, &lines), nt;
+  if (nc == 0) bm_die("%s: no classes", opt->classes);
+  if (opt->templates) {
+    nt = read_lines(opt->templates, &tmpl);
+    if (nt == 0) bm_die("%s: no templates", opt->templates);
+  } else {
+    nt = (int)(sizeof default_templates / sizeof *default_templates);
+    tmpl = bm_xmalloc(sizeof(char *) * (size_t)nt);
+    for (int i = 0; i < nt; i++) tmpl[i] = bm_xstrdup(default_templates[i]);
+  }
+  for (int i = 0; i < nt; i++) {
+    const char *p = strstr(tmpl[i], "{}");
+    if (!p || strstr(p + 2, "{}"))
+      bm_die("%s: line %d: a template needs exactly one {}: %s", opt->templates ? opt->templates : "templates", i + 1, tmpl[i]);
+  }
+  /* "name<TAB>prompt": the name labels the class, the prompt fills the templates */
+  char **names = bm_xmalloc(sizeof(char *) * (size_t)nc), **prompts = bm_xmalloc(sizeof(char *) * (size_t)nc);
+  for (int i = 0; i < nc; i++) {
+    char *tab = strchr(lines[i], '\t');
+    names[i] = lines[i];
+    prompts[i] = tab ? tab + 1 : lines[i];
+    if (tab) *tab = 0;
+    if (!*names[i] || !*prompts[i]) bm_die("%s: line %d: an empty class name or prompt", opt->classes, i + 1);
+  }
+  options o2 = *opt;
+  o2.tokens = 0;
+  if (o2.batch < nt) o2.batch = nt;
+  encoder e;
+  memset(&e, 0, sizeof e);
+  encoder_init(&e, &o2);
+  int E = e.m.bert.embed_dim;
+  bm_writer *w = bm_writer_open(NULL);
+  bm_out o;
+  bm_out_init(&o);
+  bm_out_str(&o, "task", "class-embeddings");
+  msgpack_packer *pk = bm_out_key(&o, "classes");
+  msgpack_pack_array(pk, (size_t)nc);
+  for (int i = 0; i < nc; i++) bm_pack_str(pk, names[i]);
+  pk = bm_out_key(&o, "templates");
+  msgpack_pack_array(pk, (size_t)nt);
+  for (int i = 0; i < nt; i++) bm_pack_str(pk, tmpl[i]);
+  bm_out_int(&o, "embed_dim", E);
+  bm_out_str(&o, "txt_model", opt->model);
+  if (bm_write_header(w, NULL, &o)) return 1;
+  float *cls = bm_xmalloc(sizeof(float) * (size_t)E);
+  for (int c = 0; c < nc; c++) {
+    for (int t = 0; t < nt; t++) {
+      char *s = fill(tmpl[t], prompts[c]);
+      encoder_add(&e, s);
+      free(s);
+    }
+    encoder_run(&e, 0);
+    /* each template's embedding is already normalized: average, renormalize */
+    for (int k = 0; k < E; k++) {
+      float sum = 0;
+      for (int t = 0; t < nt; t++) sum += e.emb[(size_t)t * E + k];
+      cls[k] = sum / (float)nt;
+    }
+    bm_l2_normalize(cls, 1, E);
+    e.n = e.ntok = 0;
+    bm_out_reset(&o);
+    bm_out_str(&o, "class", names[c]);
+    bm_out_tensor(&o, "txt_emb", BM_F32, 1, (int64_t[]){E}, cls);
+    if (bm_write_record(w, NULL, &o)) return 1;
+  }
+  int bad = bm_writer_close(w) != 0;
+  bm_out_free(&o);
+  free(cls), free(names), free(prompts);
+  bm_free_strings(lines, nc);
+  bm_free_strings(tmpl, nt);
+  encoder_free(&e);
+  return bad;
+}
+
+int main(int argc, char **argv) {
+  bm_set_progname(argv[0]);
+  options opt = {.batch = 32};
+  static const struct option longs[] = {{"model", required_argument, 0, 'm'},
+                                        {"tokens", no_argument, 0, 't'},
+                                        {"classes", required_argument, 0, 'c'},
+                                        {"templates", required_argument, 0, 'T'},
+                                        {"batch", required_argument, 0, 'b'},
+                                        {"threads", required_argument, 0, 'j'},
+                                        {"quiet", no_argument, 0, 'q'},
+                                        {"help", no_argument, 0, 'h'},
+                                        {0, 0, 0, 0}};
+  int c;
+  while ((c = getopt_long(argc, argv, "m:tc:T:b:j:qh", longs, NULL)) != -1) {
+    switch (c) {
+    case 'm': opt.model = optarg; break;
+    case 't': opt.tokens = 1; break;
+    case 'c': opt.classes = optarg; break;
+    case 'T': opt.templates = optarg; break;
+    case 'b':
+      if (bm_parse_long(optarg, 1, 1 << 16, &opt.batch)) bm_usage_die("--batch: not a count from 1 to 65536: %s", optarg);
+      break;
+    case 'j':
+      if (bm_parse_long(optarg, 1, 4096, &opt.threads)) bm_usage_die("--threads: not a count: %s", optarg);
+      break;
+    case 'q': opt.quiet = 1; break;
+    case 'h': fputs(usage, stdout); return 0;
+    default: bm_usage_die("unknown option (see --help)");
+    }
+  }
+  if (!opt.model) bm_usage_die("-m MODEL is required (see --help)");
+  if (opt.templates && !opt.classes) bm_usage_die("--templates goes with --classes");
+  if (opt.classes && opt.tokens) bm_usage_die("--tokens does not go with --classes");
+  if (opt.classes && optind < argc) bm_usage_die("--classes reads no records (see --help)");
+  if (argc - optind > 1) bm_usage_die("one input at most (see --help)");
+  opt.input = optind < argc ? argv[optind] : NULL;
+  bm_set_threads((int)opt.threads);
+  return opt.classes ? embed_classes(&opt) : embed_records(&opt);
+}
