@@ -160,7 +160,18 @@ static void test_linear_gelu(void) {
   /* the training forward equals the inference one, bit for bit */
   float *y2 = poisoned(ny);
   bm_linear_gelu(y2, c.x, c.W, c.b, c.N, c.in, c.out);
-  CHECK(memcmp(y2, c.y, ny * sizeof(float)) == 0, "linear+GELU training forward equals bm_linear_gelu bit for bit");
+  int same = memcmp(y2, c.y, ny * sizeof(float)) == 0;
+  { /* and at a size where the vector loops and several threads run */
+    int N = 301, in = 5, out = 517;
+    size_t n = (size_t)N * out;
+    float *x = rnd((size_t)N * in, -3, 3), *W = rnd((size_t)out * in, -1, 1), *b = rnd((size_t)out, -1, 1);
+    float *pre = poisoned(n), *y = poisoned(n), *yi = poisoned(n);
+    bm_linear_gelu_train(pre, y, x, W, b, N, in, out);
+    bm_linear_gelu(yi, x, W, b, N, in, out);
+    same &= memcmp(y, yi, n * sizeof(float)) == 0;
+    free(x), free(W), free(b), free(pre), free(y), free(yi);
+  }
+  CHECK(same, "linear+GELU training forward equals bm_linear_gelu bit for bit");
   float *R = rnd(ny, -1, 1), *dpre = poisoned(ny), *dx = poisoned(nx), *dW0, *db0;
   float *dW = prefilled(nw, &dW0), *db = prefilled((size_t)c.out, &db0);
   bm_gelu_backward(dpre, R, c.pre, ny);
