@@ -45,7 +45,8 @@ void bm_linear_backward(float *dx, float *dW, float *db, const float *dy, const 
                         const float *W, int N, int in, int out, int accumulate);
 
 /* Training forward of linear + GELU: keeps the pre-activation.
- *   pre[N,out] = x W^T + b        y[N,out] = GELU(pre) (erf form, as bm_gelu)
+ *   pre[N,out] = x W^T + b        y[N,out] = GELU(pre) (erf form; the same
+ *   bits as bm_linear_gelu's output)
  * The backward is bm_gelu_backward (dpre from dy and pre) then
  * bm_linear_backward with dpre. */
 void bm_linear_gelu_train(float *pre, float *y, const float *x, const float *W, const float *b,
@@ -96,7 +97,8 @@ void bm_l2_normalize_backward(float *dx, const float *dy, const float *x, int N,
  * P holds, for each sequence s and head h, a [len[s], len[s]] block at
  * float offset heads * sum_{r<s} len[r]^2 + h * len[s]^2. */
 size_t bm_attention_probs_size(const int *len, int nseq, int heads);
-/* Per-thread scratch (floats) for bm_attention_backward: threads * maxlen^2. */
+/* Per-thread scratch (floats) for bm_attention_backward: threads * maxlen^2,
+ * for the thread count at the time of the call (size it after bm_set_threads). */
 size_t bm_attention_backward_scratch(int maxlen);
 /* Training forward: exactly bm_attention (kernels.h: qkv[ntok,3C] with q, k, v
  * in column blocks, heads of hd = C/heads columns, scores q.k/sqrt(hd),
