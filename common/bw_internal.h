@@ -4,6 +4,14 @@
 
 #include <omp.h>
 
+/* Element-wise loops are compiled for the baseline and for AVX2+FMA and
+ * AVX-512 machines, as kernels.c's; the loader picks one (GNU ifunc). */
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define BW_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define BW_CLONES
+#endif
+
 /* Threads for a parallel region: one when called from inside another. */
 static inline int bw_team(void) { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 

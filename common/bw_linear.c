@@ -50,14 +50,6 @@ void bm_linear_backward(float *dx, float *dW, float *db, const float *dy, const 
   }
 }
 
-/* The element-wise loop is compiled for the baseline and for AVX2+FMA and
- * AVX-512 machines, as kernels.c's; the loader picks one (GNU ifunc). */
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define BW_CLONES __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
-#else
-#define BW_CLONES
-#endif
-
 /* GELU'(x) = Phi(x) + x phi(x): one exp serves both, as e^{-(x/sqrt2)^2} =
  * e^{-x^2/2}. Vectorized (libm's erff and expf made this as slow as a GEMM). */
 BW_CLONES static void gelu_backward_part(float *dx, const float *dy, const float *pre, size_t n) {

@@ -218,7 +218,10 @@ static void test_layernorm(float eps, int accumulate) {
   ln_fwd(&c);
   float *y2 = poisoned(n);
   bm_layernorm(y2, c.x, c.g, c.b, c.N, c.C, eps);
-  CHECK(rel_err(c.y, y2, n) < 1e-6, "layernorm training forward equals bm_layernorm (eps %g)", eps);
+  /* the same arithmetic gives 0; sums in another order up to 1e-6 on rows
+   * whose mean is ten times their spread */
+  double ef = rel_err(c.y, y2, n);
+  CHECK(ef < 1e-5, "layernorm training forward equals bm_layernorm (eps %g, rel %.2g)", eps, ef);
   float *R = rnd(n, -1, 1), *dg0, *db0, *dx0 = NULL;
   float *dg = prefilled((size_t)c.C, &dg0), *db = prefilled((size_t)c.C, &db0);
   float *dx = accumulate ? prefilled(n, &dx0) : poisoned(n);
