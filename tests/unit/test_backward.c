@@ -534,7 +534,7 @@ static void test_determinism(void) {
   float *yl = poisoned(ny), *bl = rnd((size_t)out, -1, 1);
   bm_layernorm_train(yl, mean, rstd, dy, g, bl, N, out, 1e-6f);
   float *res[3][5];
-  int threads[3] = {4, 4, 1};
+  int threads[3] = {3, 3, 1};
   int ids[389];
   for (int t = 0; t < N; t++) ids[t] = (int)(bm_rng_next(&rng) % 17);
   for (int r = 0; r < 3; r++) {
@@ -552,24 +552,24 @@ static void test_determinism(void) {
   int same = 1, across = 1;
   for (int k = 0; k < 5; k++) same &= memcmp(res[0][k], res[1][k], sizes[k] * 4) == 0;
   for (int k = 2; k < 5; k++) across &= memcmp(res[0][k], res[2][k], sizes[k] * 4) == 0;
-  CHECK(same, "linear, layernorm and embedding backward give the same bits run twice on 4 threads");
-  CHECK(across, "bias, norm and embedding gradients give the same bits on 1 and 4 threads");
+  CHECK(same, "linear, layernorm and embedding backward give the same bits run twice on 3 threads");
+  CHECK(across, "bias, norm and embedding gradients give the same bits on 1 and 3 threads");
   for (int r = 0; r < 3; r++)
     for (int k = 0; k < 5; k++) free(res[r][k]);
   free(x), free(W), free(dy), free(g), free(mean), free(rstd), free(yl), free(bl);
 
-  /* attention on ViT-like packed sequences: same bits twice on 4 threads */
+  /* attention on ViT-like packed sequences: same bits twice on 3 threads */
   int start[5] = {0, 31, 62, 93, 124}, len[5] = {31, 31, 31, 31, 31}, C = 64, heads = 4;
   size_t nqkv = (size_t)155 * 3 * C, nout = (size_t)155 * C;
   float *qkv = rnd(nqkv, -1, 1), *dout = rnd(nout, -1, 1), *o = poisoned(nout);
   float *P = poisoned(bm_attention_probs_size(len, 5, heads));
-  bm_set_threads(4);
+  bm_set_threads(3);
   float *s = poisoned(bm_attention_backward_scratch(31)), *d1 = poisoned(nqkv), *d2 = poisoned(nqkv);
   bm_attention_train(o, P, qkv, start, len, 5, C, heads, NULL);
   bm_attention_backward(d1, dout, qkv, P, start, len, 5, C, heads, s);
   bm_attention_backward(d2, dout, qkv, P, start, len, 5, C, heads, s);
   bm_set_threads(2);
-  CHECK(memcmp(d1, d2, nqkv * 4) == 0, "attention backward gives the same bits run twice on 4 threads");
+  CHECK(memcmp(d1, d2, nqkv * 4) == 0, "attention backward gives the same bits run twice on 3 threads");
   free(qkv), free(dout), free(o), free(P), free(s), free(d1), free(d2);
 }
 
