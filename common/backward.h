@@ -64,11 +64,8 @@ void bm_patch_embed_backward(float *dW, float *db, const float *dy, const float 
 
 /* ---- normalization (bw_norm.c) ---- */
 
-/* Training forward of LayerNorm: as bm_layernorm, and keeps per row
- *   mean[N], rstd[N] = 1/sqrt(var + eps)   (eps 1e-6 ViT, 1e-12 BERT)
- * y[N,C] may not equal x (the backward needs x). */
-void bm_layernorm_train(float *y, float *mean, float *rstd, const float *x, const float *g,
-                        const float *b, int N, int C, float eps);
+/* The training forward, bm_layernorm_train, is in kernels.h beside
+ * bm_layernorm: one row function serves both, so their bits agree. */
 /* dx[N,C] = (or += when accumulate) d/dx;  dg[C] += sum dy*xhat;  db[C] += sum dy
  * from dy[N,C], the forward's input x[N,C], mean[N], rstd[N], gain g[C]. */
 void bm_layernorm_backward(float *dx, float *dg, float *db, const float *dy, const float *x,

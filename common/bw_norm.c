@@ -6,30 +6,6 @@
 #include "bw_internal.h"
 #include "util.h"
 
-/* Same arithmetic as kernels.c's layernorm_row, so the training forward
- * gives the inference forward's values (to the order of float sums). */
-BW_CLONES static void layernorm_row(float *y, float *mean, float *rstd, const float *x,
-                                    const float *g, const float *b, int C, float eps) {
-  float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-  for (int j = 0; j < C; j++) s += x[j];
-  float m = s / (float)C, v = 0.0f;
-#pragma omp simd reduction(+ : v)
-  for (int j = 0; j < C; j++) v += (x[j] - m) * (x[j] - m);
-  float r = 1.0f / sqrtf(v / (float)C + eps);
-#pragma omp simd
-  for (int j = 0; j < C; j++) y[j] = (x[j] - m) * r * g[j] + b[j];
-  *mean = m;
-  *rstd = r;
-}
-
-void bm_layernorm_train(float *y, float *mean, float *rstd, const float *x, const float *g,
-                        const float *b, int N, int C, float eps) {
-#pragma omp parallel for schedule(static) if (N >= 16 && !omp_in_parallel())
-  for (int i = 0; i < N; i++)
-    layernorm_row(y + (size_t)i * C, mean + i, rstd + i, x + (size_t)i * C, g, b, C, eps);
-}
-
 void bm_layernorm_backward(float *dx, float *dg, float *db, const float *dy, const float *x,
                            const float *mean, const float *rstd, const float *g, int N, int C,
                            int accumulate) {

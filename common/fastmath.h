@@ -38,4 +38,11 @@ static inline float bm_fast_erff_e(float z, float exp_mz2) {
   return z < 0 ? -e : e;
 }
 
+/* GELU, erf form: 0.5 x (1 + erf(x / sqrt 2)); the one arithmetic of the
+ * inference and training forwards, so they give the same bits. */
+static inline float bm_fast_gelu(float x) {
+  float z = x * 0.70710678118654752f;
+  return 0.5f * x * (1.0f + bm_fast_erff_e(z, bm_fast_expf(-z * z)));
+}
+
 #endif

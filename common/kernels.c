@@ -1,6 +1,8 @@
 /* kernels.c - CPU layer functions (see kernels.h). */
 #include "kernels.h"
 
+#include "fastmath.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -101,52 +103,19 @@ void bm_linear_residual(float *y, const float *x, const float *W, const float *b
   linear_part(y, x, W, b, N, in, out, 1.0f, b ? EPI_BIAS : EPI_NONE);
 }
 
-/* ---- element-wise math ----
- * exp and erf written out so the loops vectorize (libm's are scalar calls).
- * exp: Cody-Waite reduction by ln 2 and the Cephes polynomial, relative error
- * about 1e-7. erf: Abramowitz & Stegun 7.1.26, absolute error < 1.5e-7; the
- * GELU built on it stays within 2e-7 |x| of the exact one. */
-static inline float exp_approx(float x) {
-  float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-  /* round to nearest by the 1.5*2^23 trick: vectorizes where rintf may not */
-  float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  float r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  union { float f; int32_t i; } s;
-  s.i = ((int32_t)n + 127) << 23;
-  return x < -87.0f ? 0.0f : p * s.f;
-}
-
-static inline float gelu_one(float x) {
-  float z = x * 0.70710678118654752f;
-  float az = z < 0 ? -z : z;
-  float t = 1.0f / (1.0f + 0.3275911f * az);
-  float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
-  float e = 1.0f - poly * exp_approx(-az * az);
-  float erfz = z < 0 ? -e : e;
-  return 0.5f * x * (1.0f + erfz);
-}
-
 BM_CLONES static void bias_gelu_rows(float *y, int ldy, const float *b, int rows, int cols,
                                      int gelu) {
   for (int i = 0; i < rows; i++) {
     float *r = y + (size_t)i * ldy;
     if (b && gelu) {
 #pragma omp simd
-      for (int j = 0; j < cols; j++) r[j] = gelu_one(r[j] + b[j]);
+      for (int j = 0; j < cols; j++) r[j] = bm_fast_gelu(r[j] + b[j]);
     } else if (b) {
 #pragma omp simd
       for (int j = 0; j < cols; j++) r[j] += b[j];
     } else if (gelu) {
 #pragma omp simd
-      for (int j = 0; j < cols; j++) r[j] = gelu_one(r[j]);
+      for (int j = 0; j < cols; j++) r[j] = bm_fast_gelu(r[j]);
     }
   }
 }
@@ -174,7 +143,7 @@ BM_CLONES void bm_softmax(float *x, int n) {
   float s = 0.0f;
 #pragma omp simd reduction(+ : s)
   for (int i = 0; i < n; i++) {
-    x[i] = exp_approx(x[i] - m);
+    x[i] = bm_fast_expf(x[i] - m);
     s += x[i];
   }
   float inv = 1.0f / s;
@@ -182,8 +151,9 @@ BM_CLONES void bm_softmax(float *x, int n) {
   for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-BM_CLONES static void layernorm_row(float *y, const float *x, const float *g, const float *b,
-                                    int C, float eps) {
+/* One row; mean and rstd (may be NULL) keep what the backward needs. */
+BM_CLONES static void layernorm_row(float *y, float *mean_out, float *rstd_out, const float *x,
+                                    const float *g, const float *b, int C, float eps) {
   float s = 0.0f;
 #pragma omp simd reduction(+ : s)
   for (int j = 0; j < C; j++) s += x[j];
@@ -193,12 +163,22 @@ BM_CLONES static void layernorm_row(float *y, const float *x, const float *g, co
   float rstd = 1.0f / sqrtf(v / (float)C + eps);
 #pragma omp simd
   for (int j = 0; j < C; j++) y[j] = (x[j] - mean) * rstd * g[j] + b[j];
+  if (mean_out) *mean_out = mean;
+  if (rstd_out) *rstd_out = rstd;
 }
 
 void bm_layernorm(float *y, const float *x, const float *g, const float *b, int N, int C,
                   float eps) {
 #pragma omp parallel for schedule(static) if (N >= 16 && !omp_in_parallel())
-  for (int i = 0; i < N; i++) layernorm_row(y + (size_t)i * C, x + (size_t)i * C, g, b, C, eps);
+  for (int i = 0; i < N; i++)
+    layernorm_row(y + (size_t)i * C, NULL, NULL, x + (size_t)i * C, g, b, C, eps);
+}
+
+void bm_layernorm_train(float *y, float *mean, float *rstd, const float *x, const float *g,
+                        const float *b, int N, int C, float eps) {
+#pragma omp parallel for schedule(static) if (N >= 16 && !omp_in_parallel())
+  for (int i = 0; i < N; i++)
+    layernorm_row(y + (size_t)i * C, mean + i, rstd + i, x + (size_t)i * C, g, b, C, eps);
 }
 
 void bm_l2_normalize(float *x, int N, int C) {

@@ -39,6 +39,11 @@ void bm_linear_residual(float *y, const float *x, const float *W, const float *b
 /* y[N,C] = (x - mean) / sqrt(var + eps) * g + b per row; y may equal x. */
 void bm_layernorm(float *y, const float *x, const float *g, const float *b, int N, int C,
                   float eps);
+/* Training forward of LayerNorm: as bm_layernorm, and keeps per row
+ *   mean[N], rstd[N] = 1/sqrt(var + eps)   (eps 1e-6 ViT, 1e-12 BERT)
+ * for bm_layernorm_backward. y[N,C] may not equal x (the backward needs x). */
+void bm_layernorm_train(float *y, float *mean, float *rstd, const float *x, const float *g,
+                        const float *b, int N, int C, float eps);
 /* In place, erf form: 0.5 x (1 + erf(x / sqrt 2)). */
 void bm_gelu(float *x, size_t n);
 /* In place over one row of n. */
