@@ -75,3 +75,21 @@ check "--help prints usage" sh -c "bm-cat --help | grep -q Usage && bm-inspect -
 check_fails "unknown option is a usage error" bm-cat --bogus
 check "usage error exits 2" sh -c "bm-cat --bogus 2>/dev/null; test \$? -eq 2"
 check_fails "missing file exits non-zero" bm-cat "$T/nonexistent.bmr"
+
+# the Python reader on real output: bm-decode's records of a generated release
+$PY "$EX/make_demo_data.py" "$T/HAM" --per-class 2 --seed 3 >/dev/null
+bm-decode --format ham10000 --size 32 --text -q "$T/HAM" > "$T/decoded.bmr" 2>/dev/null
+check "example reader reads bm-decode output: header, keys, dtypes, shapes" $PY - "$EX" "$T/decoded.bmr" <<'PY'
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+import read_records as rr
+recs = list(rr.read(open(sys.argv[2], "rb")))
+assert len(recs) == 14, len(recs)
+h = recs[0][0]
+assert h["task"] == "multiclass" and h["classes"] == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"], h
+for _, r in recs:
+    assert r["image"].dtype == np.uint8 and r["image"].shape == (3, 32, 32)
+    assert r["target"].dtype == np.float32 and r["target"].sum() == 1
+    assert r["split"] in ("train", "val", "test") and r["id"].startswith("ISIC_") and r["group"].startswith("HAM_")
+    assert isinstance(r["text"], str) and isinstance(r["meta"], dict)
+PY
