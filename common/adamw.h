@@ -12,7 +12,8 @@ typedef struct {
   float *m, *v;           /* [n] each: moments, owned by the optimizer */
   size_t n;
   int group;
-  const char *name;       /* for messages and checkpoints */
+  const char *name;       /* for messages and checkpoints; not copied: it must
+                           * live as long as the optimizer */
 } bm_adamw_param;
 
 typedef struct {

@@ -95,13 +95,14 @@ static void adamw_case(const msgpack_object *rec) {
   int64_t n[3];
   int group[3] = {enc, head, head};
   for (int i = 0; i < 3; i++) {
-    char key[16];
+    char key[32];
     snprintf(key, sizeof key, "init%d", i);
     params[i] = get(rec, key, &n[i], NULL);
     snprintf(key, sizeof key, "final%d", i);
     want[i] = get(rec, key, NULL, NULL);
     g[i] = bm_xmalloc(sizeof(float) * (size_t)n[i]);
-    bm_adamw_add_param(&opt, key, params[i], g[i], (size_t)n[i], group[i]);
+    static const char *const names[] = {"p0", "p1", "p2"}; /* must outlive opt */
+    bm_adamw_add_param(&opt, names[i], params[i], g[i], (size_t)n[i], group[i]);
   }
   double worst_norm = 0, worst_factor = 0;
   for (int t = 0; t < steps; t++) {
