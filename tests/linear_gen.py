@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Helpers of tests/t-train-linear.sh (numpy + msgpack only).
 
-  data OUT SEED N TASK C DIMS [--no-header] [--drop-key K@I] [--huge]
+  data OUT SEED N TASK C DIMS [--part=K] [--no-header] [--drop-key=K@I] [--huge]
       records whose classes are separable: img_emb (and txt_emb when DIMS is
-      "a,b") = the mean of the record's positive classes' centres + noise.
+      "a,b") = the sum of the record's positive classes' centres + noise. The
+      centres come from SEED, the samples from SEED and K: parts of one SEED
+      (train, val, test) share their classes.
+  recfg SRC DST KEY=JSON...     a copy of a checkpoint with config keys replaced
   parity LOG REF.json CASE      the step losses of a --log within 1e-4 relative
   same A.safetensors B.safetensors   every tensor bit-identical
   tensors CKPT                  print name dtype shape of each tensor
@@ -22,11 +25,12 @@ import read_records as rr  # noqa: E402
 
 
 def data(out, seed, n, task, C, dims, *flags):
-    rng = np.random.default_rng(int(seed))
     n, C = int(n), int(C)
     dims = [int(d) for d in dims.split(",")]
     D = sum(dims)
-    centres = rng.standard_normal((C, D)) * 1.5
+    centres = np.random.default_rng(int(seed)).standard_normal((C, D)) * 1.5
+    part = [int(f.split("=")[1]) for f in flags if f.startswith("--part=")] or [0]
+    rng = np.random.default_rng([int(seed), part[0]])
     if task == "multiclass":
         Y = np.zeros((n, C), np.float32)
         Y[np.arange(n), rng.integers(0, C, n)] = 1
@@ -80,6 +84,22 @@ def parity(log, ref, case):
         assert rel < 1e-4, f"step {i + 1}: loss {g} vs torch {w} (relative {rel:.2e})"
     print(f"{len(got)} losses, worst relative difference "
           f"{max(abs(g - w) / abs(w) for g, w in zip(got, want)):.2e}")
+
+
+def recfg(src, dst, *kv):
+    with open(src, "rb") as f:
+        b = f.read()
+    (hl,) = struct.unpack("<Q", b[:8])
+    head = json.loads(b[8:8 + hl])
+    cfg = json.loads(head["__metadata__"]["config"])
+    for item in kv:
+        k, v = item.split("=", 1)
+        cfg[k] = json.loads(v)
+    head["__metadata__"]["config"] = json.dumps(cfg)
+    h = json.dumps(head).encode()
+    h += b" " * (-len(h) % 8)
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b[8 + hl:])
 
 
 def same(a, b):
@@ -140,5 +160,5 @@ def min_acc(score, x):
 
 
 cmd, args = sys.argv[1], sys.argv[2:]
-{"data": data, "parity": parity, "same": same, "tensors": tensors, "config": config, "strata": strata,
+{"data": data, "recfg": recfg, "parity": parity, "same": same, "tensors": tensors, "config": config, "strata": strata,
  "min-acc": min_acc}[cmd](*args)
