@@ -29,7 +29,7 @@ static const char usage[] =
     "  -c, --classes FILE   the class embeddings (required)\n"
     "  -s, --scale S        multiply the similarities by S (default 100, as\n"
     "                       open_clip's zero-shot evaluation); 'logit' would take\n"
-    "                       exp(logit_scale) from -m: not yet\n"
+    "                       the CLIP model's exp(logit_scale): not yet\n"
     "      --map NAME=CLASS score the data's class NAME with the prompt class\n"
     "                       CLASS of CLASSES.bmr (repeatable); other data classes\n"
     "                       use the prompt class of the same name\n"
@@ -307,8 +307,8 @@ int main(int argc, char **argv) {
     case 'c': opt.classes_path = optarg; break;
     case 's':
       if (!strcmp(optarg, "logit"))
-        bm_usage_die("--scale logit: not yet: it needs the model's logit_scale (-m), which comes "
-                     "with bm-train; give a number (open_clip's zero-shot uses 100)");
+        bm_usage_die("--scale logit: not yet: it needs the CLIP model's logit_scale; give a number "
+                     "(open_clip's zero-shot uses 100)");
       if (bm_parse_double(optarg, &opt.scale) || !isfinite(opt.scale) || opt.scale <= 0)
         bm_usage_die("--scale %s: expected a positive number", optarg);
       break;

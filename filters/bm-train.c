@@ -341,11 +341,11 @@ typedef struct {
 } train_state;
 
 static json_t *options_json(const options *o) {
-  return json_pack("{sssIsIsfsfsIsfsIsfsssssIss?}", "features", bm_feat_name(o->feat), "epochs",
+  return json_pack("{sssIsIsfsfsIsfsIsfsssssIss?ss?}", "features", bm_feat_name(o->feat), "epochs",
                    (json_int_t)o->epochs, "batch", (json_int_t)o->batch, "lr", o->lr, "weight_decay", o->wd,
                    "warmup", (json_int_t)o->warmup, "clip", o->clip, "seed", (json_int_t)o->seed,
                    "fraction", o->fraction, "pos_weight", o->pos_weight ? "inverse-freq" : "none", "select",
-                   sel_names[o->select], "patience", (json_int_t)o->patience, "init", o->init);
+                   sel_names[o->select], "patience", (json_int_t)o->patience, "init", o->init, "val", o->val);
 }
 
 static json_t *val_json(const val_result *v) {
@@ -461,11 +461,14 @@ static void resume_options(options *o, const bm_linhead *ck) {
   if (pw < 0 || sel < 0) bm_die("%s: config options pos_weight/select are not valid", p);
   take_string_option(o, O_POSW, pw, &o->pos_weight, pw_names, p);
   take_string_option(o, O_SELECT, sel, &o->select, sel_names, p);
+  /* the best epoch and early stopping go on with the same validation */
+  const char *val = json_string_value(json_object_get(opts, "val"));
+  if (val && !o->val) o->val = bm_xstrdup(val);
+  if (!val && o->val) bm_usage_die("--val: the run of %s had no validation set; it cannot get one now", p);
 }
 
-/* The tensors and counters of a checkpoint into h and st. */
-static void resume_state(const options *o, const bm_linhead *ck, const dataset *ds, head *h, train_state *st) {
-  const char *p = o->resume;
+/* The training data must be what the checkpoint was trained on. */
+static void resume_fits(const char *p, const bm_linhead *ck, const dataset *ds) {
   if (ck->C != ds->C)
     bm_die("%s: the checkpoint has %d classes, %s names %d: not the data it was trained on", p, ck->C, ds->name, ds->C);
   for (int k = 0; k < ds->C; k++)
@@ -477,6 +480,11 @@ static void resume_state(const options *o, const bm_linhead *ck, const dataset *
   if (ck->dims[0] != ds->dims[0] || ck->dims[1] != ds->dims[1])
     bm_die("%s: features of width %d+%d in the checkpoint, %d+%d in %s (img_emb+txt_emb)", p, ck->dims[0],
            ck->dims[1], ds->dims[0], ds->dims[1], ds->name);
+}
+
+/* The tensors and counters of a checkpoint into h and st. */
+static void resume_state(const options *o, const bm_linhead *ck, head *h, train_state *st) {
+  const char *p = o->resume;
   memcpy(h->W, ck->W, sizeof(float) * (size_t)h->C * (size_t)h->D);
   memcpy(h->b, ck->b, sizeof(float) * (size_t)h->C);
   static const char *names[4] = {"optim.m.head.weight", "optim.v.head.weight", "optim.m.head.bias", "optim.v.head.bias"};
@@ -635,6 +643,7 @@ int main(int argc, char **argv) {
   }
   dataset ds, vs = {0};
   load_set(o.train, o.feat, o.resume ? ck.dims : NULL, &ds);
+  if (o.resume) resume_fits(o.resume, &ck, &ds);
   if (o.val) {
     load_set(o.val, o.feat, ds.dims, &vs);
     if (vs.C != ds.C || vs.multilabel != ds.multilabel)
@@ -682,7 +691,7 @@ int main(int argc, char **argv) {
   }
   train_state st = {.best = NAN, .n_train = ds.n, .n_used = m, .npos = npos};
   if (o.resume) {
-    resume_state(&o, &ck, &ds, &h, &st);
+    resume_state(&o, &ck, &h, &st);
     bm_linhead_free(&ck);
     if (st.finished || st.epoch >= o.epochs) {
       if (!o.quiet) bm_warn("%s: the run is complete (epoch %ld of %ld): nothing to do", o.resume, st.epoch, o.epochs);

@@ -71,7 +71,7 @@ R="--mode linear --val $T/mva.bmr --select loss --features both --epochs 4 --bat
 check "4 epochs uninterrupted" bm-train -q $R -o "$T/full.safetensors" "$T/mtr.bmr"
 check "2 epochs, then stopped" bm-train -q $R --stop-after 2 -o "$T/part.safetensors" "$T/mtr.bmr"
 check "  ... the last checkpoint says epoch 2" sh -c "test \"\$($G config '$T/part.last.safetensors' epoch)\" = 2"
-check "--resume 2 more" bm-train -q --mode linear --resume "$T/part.last.safetensors" -o "$T/part.safetensors" -j 2 "$T/mtr.bmr" --val "$T/mva.bmr"
+check "--resume 2 more (validating on the same file, its path from the checkpoint)" bm-train -q --mode linear --resume "$T/part.last.safetensors" -o "$T/part.safetensors" -j 2 "$T/mtr.bmr"
 check "  ... last checkpoint: the same bits as the uninterrupted run" $G same "$T/full.last.safetensors" "$T/part.last.safetensors"
 check "  ... best checkpoint too" $G same "$T/full.safetensors" "$T/part.safetensors"
 check "resuming a finished run does nothing" sh -c "bm-train --mode linear --resume '$T/part.last.safetensors' -o '$T/part.safetensors' '$T/mtr.bmr' 2>&1 | grep -q 'nothing to do'"
@@ -129,6 +129,8 @@ bad "resume: not a bm-train checkpoint" 1 'mc.init.safetensors: no "config"' \
   bm-train --mode linear --resume "$FX/mc.init.safetensors" -o "$T/bad.safetensors" "$FX/mc.bmr"
 bad "resume: another learning rate" 2 '--lr 0.5 differs from the checkpoint.s 0.01' \
   bm-train --mode linear --resume "$T/a.last.safetensors" --lr 0.5 -o "$T/bad.safetensors" "$T/tr.bmr"
+bad "resume: --val for a run that had none" 2 'had no validation set' \
+  bm-train --mode linear --resume "$T/f.last.safetensors" --val "$T/mva.bmr" -o "$T/bad.safetensors" "$T/mtr.bmr"
 bad "--init of another size" 1 'head.weight has shape' \
   bm-train --mode linear --init "$FX/mc.init.safetensors" -o "$T/bad.safetensors" "$T/tr.bmr"
 
