@@ -11,12 +11,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "adamw.h"
 #include "linhead.h"
@@ -143,7 +145,7 @@ static void load_set(const char *path, bm_feat feat, const int *dims, dataset *d
   if (dims) memcpy(ds->dims, dims, sizeof ds->dims);
   ds->y = bm_xmalloc(bm_mul_size((size_t)ds->n, (size_t)ds->C));
   float *tmp = bm_xmalloc(sizeof(float) * (size_t)ds->C);
-  size_t cap = 1 << 25;
+  size_t cap = 1 << 20; /* widths up to 2^20 values */
   float *x = bm_xmalloc(cap * sizeof(float));
   bm_recslot slot;
   bm_recslot_init(&slot);
@@ -635,6 +637,9 @@ int main(int argc, char **argv) {
   if (!strcmp(lastp, o.out) || (o.resume && !strcmp(o.resume, o.out)))
     bm_usage_die("-o %s: resume from %s, not from the best checkpoint", o.out, lastp);
 
+  char *dir = bm_xstrdup(o.out); /* find out now, not after the first epoch */
+  if (access(dirname(dir), W_OK)) bm_die("-o %s: cannot write in %s: %s", o.out, dir, strerror(errno));
+  free(dir);
   bm_linhead ck = {0};
   char err[1024];
   if (o.resume) {

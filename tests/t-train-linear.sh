@@ -131,6 +131,8 @@ bad "resume: another learning rate" 2 '--lr 0.5 differs from the checkpoint.s 0.
   bm-train --mode linear --resume "$T/a.last.safetensors" --lr 0.5 -o "$T/bad.safetensors" "$T/tr.bmr"
 bad "resume: --val for a run that had none" 2 'had no validation set' \
   bm-train --mode linear --resume "$T/f.last.safetensors" --val "$T/mva.bmr" -o "$T/bad.safetensors" "$T/mtr.bmr"
+bad "-o in a folder that does not exist" 1 'cannot write in .*/nodir' \
+  bm-train --mode linear -o "$T/nodir/bad.safetensors" "$T/tr.bmr"
 bad "--init of another size" 1 'head.weight has shape' \
   bm-train --mode linear --init "$FX/mc.init.safetensors" -o "$T/bad.safetensors" "$T/tr.bmr"
 
