@@ -68,7 +68,7 @@ int bm_linear_features(const msgpack_object *rec, bm_feat f, int dims[2], float 
 
 void bm_linear_forward(const float *X, const float *W, const float *b, int B, int D, int C,
                        float *logits) {
-#pragma omp parallel for schedule(static) if ((long)B * C * D > 100000)
+#pragma omp parallel for schedule(static) if ((long)B * C * D > BM_LINEAR_PAR_MIN)
   for (int i = 0; i < B; i++) {
     const float *x = X + (size_t)i * (size_t)D;
     for (int c = 0; c < C; c++) {
@@ -82,17 +82,25 @@ void bm_linear_forward(const float *X, const float *W, const float *b, int B, in
 
 void bm_linear_backward(const float *X, const float *dlogits, int B, int D, int C, float *dW,
                         float *db) {
-#pragma omp parallel for schedule(static) if ((long)B * C * D > 100000)
-  for (int c = 0; c < C; c++) {
-    double sb = 0;
-    for (int i = 0; i < B; i++) sb += dlogits[(size_t)i * (size_t)C + (size_t)c];
-    db[c] = (float)sb;
-    for (int d = 0; d < D; d++) {
-      double s = 0;
-      for (int i = 0; i < B; i++)
-        s += (double)dlogits[(size_t)i * (size_t)C + (size_t)c] * X[(size_t)i * (size_t)D + (size_t)d];
-      dW[(size_t)c * (size_t)D + (size_t)d] = (float)s;
+#pragma omp parallel if ((long)B * C * D > BM_LINEAR_PAR_MIN)
+  {
+    /* each (c, d) sums over the batch in order; walking X row by row keeps
+     * the loads contiguous without changing that order */
+    double *acc = bm_xmalloc(sizeof(double) * (size_t)D);
+#pragma omp for schedule(static)
+    for (int c = 0; c < C; c++) {
+      double sb = 0;
+      memset(acc, 0, sizeof(double) * (size_t)D);
+      for (int i = 0; i < B; i++) {
+        double g = dlogits[(size_t)i * (size_t)C + (size_t)c];
+        const float *x = X + (size_t)i * (size_t)D;
+        sb += g;
+        for (int d = 0; d < D; d++) acc[d] += g * x[d];
+      }
+      db[c] = (float)sb;
+      for (int d = 0; d < D; d++) dW[(size_t)c * (size_t)D + (size_t)d] = (float)acc[d];
     }
+    free(acc);
   }
 }
 

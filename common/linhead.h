@@ -30,6 +30,12 @@ int bm_feat_parse(const char *s, bm_feat *f); /* 0 ok */
 int bm_linear_features(const msgpack_object *rec, bm_feat f, int dims[2], float *dst,
                        size_t cap, const char **missing, char *err, size_t errlen);
 
+/* Below this many multiply-adds a batch runs on one thread: a linear probe
+ * of a few classes spends its time reading records, and waking threads for
+ * each batch cost more than it saved (4x slower measured on a busy 2-core
+ * machine at B*C*D = 1.8M). */
+#define BM_LINEAR_PAR_MIN (1L << 23)
+
 /* logits[B,C] = X[B,D] W[C,D]^T + b[C], each dot product summed in double in
  * index order: the bits do not depend on the thread count. */
 void bm_linear_forward(const float *X, const float *W, const float *b, int B, int D, int C,

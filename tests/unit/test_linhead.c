@@ -72,8 +72,9 @@ int main(void) {
           ml ? "BCE with pos_weight" : "softmax cross-entropy", err, scale);
   }
 
-  { /* big enough for the parallel loops (B*C*D > 1e5) */
-    enum { BB = 64, DD = 512, CC = 14 };
+  { /* big enough for the parallel loops */
+    enum { BB = 256, DD = 1024, CC = 40 };
+    CHECK((long)BB * DD * CC > BM_LINEAR_PAR_MIN, "the thread test runs the parallel path");
     float *x = malloc(sizeof(float) * BB * DD), *w = malloc(sizeof(float) * CC * DD), *bb = malloc(sizeof(float) * CC);
     float *g = malloc(sizeof(float) * BB * CC), *l[2], *gw[2], *gb[2];
     for (int i = 0; i < BB * DD; i++) x[i] = (float)(bm_rng_uniform(&rng) - 0.5);
