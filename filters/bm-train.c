@@ -73,6 +73,7 @@ static const char *kept_names[] = {"features", "epochs", "batch", "lr", "weight_
 
 typedef struct {
   const char *out, *train, *val, *resume, *init, *log;
+  char *val_from_ckpt; /* owned: the --val path a resumed run goes on with */
   bm_feat feat;
   long epochs, batch, warmup, seed, patience, stop_after, threads;
   double lr, wd, clip, fraction;
@@ -465,7 +466,7 @@ static void resume_options(options *o, const bm_linhead *ck) {
   take_string_option(o, O_SELECT, sel, &o->select, sel_names, p);
   /* the best epoch and early stopping go on with the same validation */
   const char *val = json_string_value(json_object_get(opts, "val"));
-  if (val && !o->val) o->val = bm_xstrdup(val);
+  if (val && !o->val) o->val = o->val_from_ckpt = bm_xstrdup(val);
   if (!val && o->val) bm_usage_die("--val: the run of %s had no validation set; it cannot get one now", p);
 }
 
@@ -645,6 +646,14 @@ int main(int argc, char **argv) {
   if (o.resume) {
     if (bm_linhead_load(o.resume, &ck, err, sizeof err)) bm_die("--resume: %s", err);
     resume_options(&o, &ck);
+    long done = (long)cfg_num(ck.config, "epoch", o.resume);
+    if (json_is_true(json_object_get(ck.config, "finished")) || done >= o.epochs) {
+      if (!o.quiet) bm_warn("%s: the run is complete (epoch %ld of %ld): nothing to do", o.resume, done, o.epochs);
+      bm_linhead_free(&ck);
+      free(lastp);
+      free(o.val_from_ckpt);
+      return 0;
+    }
   }
   dataset ds, vs = {0};
   load_set(o.train, o.feat, o.resume ? ck.dims : NULL, &ds);
@@ -698,10 +707,6 @@ int main(int argc, char **argv) {
   if (o.resume) {
     resume_state(&o, &ck, &h, &st);
     bm_linhead_free(&ck);
-    if (st.finished || st.epoch >= o.epochs) {
-      if (!o.quiet) bm_warn("%s: the run is complete (epoch %ld of %ld): nothing to do", o.resume, st.epoch, o.epochs);
-      return 0;
-    }
   }
 
   FILE *lf = NULL;
@@ -794,5 +799,6 @@ int main(int argc, char **argv) {
   bm_adamw_free(&h.opt);
   free_set(&ds);
   if (o.val) free_set(&vs);
+  free(o.val_from_ckpt);
   return 0;
 }

@@ -74,7 +74,7 @@ check "  ... the last checkpoint says epoch 2" sh -c "test \"\$($G config '$T/pa
 check "--resume 2 more (validating on the same file, its path from the checkpoint)" bm-train -q --mode linear --resume "$T/part.last.safetensors" -o "$T/part.safetensors" -j 2 "$T/mtr.bmr"
 check "  ... last checkpoint: the same bits as the uninterrupted run" $G same "$T/full.last.safetensors" "$T/part.last.safetensors"
 check "  ... best checkpoint too" $G same "$T/full.safetensors" "$T/part.safetensors"
-check "resuming a finished run does nothing" sh -c "bm-train --mode linear --resume '$T/part.last.safetensors' -o '$T/part.safetensors' '$T/mtr.bmr' 2>&1 | grep -q 'nothing to do'"
+check "resuming a finished run does nothing" sh -c "bm-train --mode linear --resume '$T/part.last.safetensors' -o '$T/part.safetensors' '$T/mtr.bmr' 2>'$T/err' && grep -q 'nothing to do' '$T/err' && $G same '$T/full.last.safetensors' '$T/part.last.safetensors'"
 
 # (4) determinism: the same seed and threads give the same bits
 check "two runs with one seed: identical files" \
@@ -115,10 +115,11 @@ rr.write(open('$T/tgt.bmr', 'wb'), {'version': 1, 'task': 'multiclass', 'classes
          [{'img_emb': np.ones(4, np.float32), 'target': np.array([1, 1], np.float32)}])"
 bad "a multiclass target with two ones" 1 'tgt.bmr: record 1: "target" has 2 ones' \
   bm-train --mode linear -o "$T/bad.safetensors" "$T/tgt.bmr"
+bm-train -q --mode linear -o "$T/h.safetensors" --epochs 3 --stop-after 1 --lr 0.01 "$T/tr.bmr" # unfinished
 bad "resume: class count differs" 1 'the checkpoint has 5 classes, .*c4.bmr names 4' \
-  bm-train --mode linear --resume "$T/a.last.safetensors" -o "$T/bad.safetensors" "$T/c4.bmr"
+  bm-train --mode linear --resume "$T/h.last.safetensors" -o "$T/bad.safetensors" "$T/c4.bmr"
 bad "resume: feature width differs" 1 'img_emb" has 31 values, expected 32' \
-  bm-train --mode linear --resume "$T/a.last.safetensors" -o "$T/bad.safetensors" "$T/w31.bmr"
+  bm-train --mode linear --resume "$T/h.last.safetensors" -o "$T/bad.safetensors" "$T/w31.bmr"
 $G recfg "$T/a.last.safetensors" "$T/ft.safetensors" mode='"finetune"'
 bad "resume: a checkpoint of another mode" 1 'ft.safetensors: a checkpoint of mode "finetune", not a linear head' \
   bm-train --mode linear --resume "$T/ft.safetensors" -o "$T/bad.safetensors" "$T/tr.bmr"
@@ -128,7 +129,7 @@ bad "resume: a checkpoint of another size" 1 'd40.safetensors: tensor head.weigh
 bad "resume: not a bm-train checkpoint" 1 'mc.init.safetensors: no "config"' \
   bm-train --mode linear --resume "$FX/mc.init.safetensors" -o "$T/bad.safetensors" "$FX/mc.bmr"
 bad "resume: another learning rate" 2 '--lr 0.5 differs from the checkpoint.s 0.01' \
-  bm-train --mode linear --resume "$T/a.last.safetensors" --lr 0.5 -o "$T/bad.safetensors" "$T/tr.bmr"
+  bm-train --mode linear --resume "$T/h.last.safetensors" --lr 0.5 -o "$T/bad.safetensors" "$T/tr.bmr"
 bad "resume: --val for a run that had none" 2 'had no validation set' \
   bm-train --mode linear --resume "$T/f.last.safetensors" --val "$T/mva.bmr" -o "$T/bad.safetensors" "$T/mtr.bmr"
 bad "-o in a folder that does not exist" 1 'cannot write in .*/nodir' \
