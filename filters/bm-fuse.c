@@ -208,18 +208,38 @@ static void parse_map(options *opt, const char *arg) {
   opt->nmap++;
 }
 
+/* The record with "scores" and "prob" (f32 [C]) set. */
+static int write_scored(bm_writer *w, const msgpack_object *rec, bm_out *o, int C, const float *scores,
+                        const float *prob) {
+  int64_t shape[1] = {C};
+  bm_out_tensor(o, "scores", BM_F32, 1, shape, scores);
+  bm_out_tensor(o, "prob", BM_F32, 1, shape, prob);
+  return bm_write_record(w, rec, o);
+}
+
+/* Opens the input and reads its header (*h, NULL when none) and the class
+ * names in it (*nd of them, or -1 when the header names none). */
+static bm_reader *open_input(const char *input, const char *input_name, const msgpack_object **h,
+                             char ***data, int *nd) {
+  bm_reader *r = bm_reader_open(input);
+  *h = bm_reader_header(r);
+  if (bm_reader_error(r)) exit(1);
+  *data = NULL;
+  *nd = *h ? bm_header_classes(*h, data) : -1;
+  if (*h && bm_map_get(*h, "classes") && *nd < 0)
+    bm_die("%s: header \"classes\" is not an array of strings", input_name);
+  return r;
+}
+
 /* -m: the linear head of a bm-train checkpoint on each record's features. */
 static int apply_head(const options *opt, const char *input, const char *input_name) {
   bm_linhead hd;
   char err[1024];
   if (bm_linhead_load(opt->model, &hd, err, sizeof err)) bm_die("-m: %s", err);
-  bm_reader *r = bm_reader_open(input);
-  const msgpack_object *h = bm_reader_header(r);
-  if (bm_reader_error(r)) return 1;
-  char **data = NULL;
-  int nd = h ? bm_header_classes(h, &data) : -1;
-  if (h && bm_map_get(h, "classes") && nd < 0)
-    bm_die("%s: header \"classes\" is not an array of strings", input_name);
+  const msgpack_object *h;
+  char **data;
+  int nd;
+  bm_reader *r = open_input(input, input_name, &h, &data, &nd);
   if (nd >= 0) { /* the order of the scores must be the order of the targets */
     if (nd != hd.C)
       bm_die("%s: the header names %d classes, the head %s was trained on %d", input_name, nd, opt->model, hd.C);
@@ -272,10 +292,7 @@ static int apply_head(const options *opt, const char *input, const char *input_n
     if (D < 0) bm_die("%s: %s (the head %s)", bm_reader_where(r, where, sizeof where), err, opt->model);
     bm_linear_forward(x, hd.W, hd.b, 1, hd.D, hd.C, scores);
     bm_linear_prob(scores, hd.C, hd.multilabel, prob);
-    int64_t shape[1] = {hd.C};
-    bm_out_tensor(&o, "scores", BM_F32, 1, shape, scores);
-    bm_out_tensor(&o, "prob", BM_F32, 1, shape, prob);
-    if (bm_write_record(w, rec, &o)) return 1;
+    if (write_scored(w, rec, &o, hd.C, scores, prob)) return 1;
     scored++;
   }
   int bad = got < 0;
@@ -332,15 +349,11 @@ int main(int argc, char **argv) {
 
   prompt_set ps;
   load_prompts(opt.classes_path, &ps);
-  bm_reader *r = bm_reader_open(input);
-  const msgpack_object *h = bm_reader_header(r);
-  if (bm_reader_error(r)) return 1;
-
   /* Output classes: the data's, mapped to prompt classes, or the prompts'. */
-  char **data = NULL;
-  int nd = h ? bm_header_classes(h, &data) : -1;
-  if (h && bm_map_get(h, "classes") && nd < 0)
-    bm_die("%s: header \"classes\" is not an array of strings", input_name);
+  const msgpack_object *h;
+  char **data;
+  int nd;
+  bm_reader *r = open_input(input, input_name, &h, &data, &nd);
   if (nd == 0) bm_die("%s: header \"classes\" is empty", input_name);
   int *idx;
   if (nd > 0) {
@@ -419,10 +432,7 @@ int main(int argc, char **argv) {
       }
     }
     if (!pairwise) softmax(scores, prob, nd);
-    int64_t shape[1] = {nd};
-    bm_out_tensor(&o, "scores", BM_F32, 1, shape, scores);
-    bm_out_tensor(&o, "prob", BM_F32, 1, shape, prob);
-    if (bm_write_record(w, rec, &o)) return 1;
+    if (write_scored(w, rec, &o, nd, scores, prob)) return 1;
     scored++;
   }
   int bad = got < 0;
