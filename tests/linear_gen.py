@@ -36,7 +36,7 @@ def data(out, seed, n, task, C, dims, *flags):
         Y[np.arange(n), rng.integers(0, C, n)] = 1
     else:
         Y = (rng.random((n, C)) < 0.25).astype(np.float32)
-    X = (Y @ centres + rng.standard_normal((n, D)) * 0.7).astype(np.float32)
+    X = (Y @ centres + rng.standard_normal((n, D)) * 2.5).astype(np.float32)
     drop = [f.split("=", 1)[1] for f in flags if f.startswith("--drop-key=")]
     recs = []
     for i in range(n):

@@ -18,23 +18,37 @@ check "the checkpoint holds the head and the optimizer state under documented na
 check "  ... and the training state in its config" \
   sh -c "test \"\$($G config '$T/mc.safetensors' mode)\" = '\"linear\"' && test \"\$($G config '$T/mc.safetensors' step)\" = 10 && test \"\$($G config '$T/mc.safetensors' feature_dims)\" = '[12, 8]'"
 
+# same_val CKPT LOG VAL: the last epoch's val metrics in LOG are what bm-score
+# says of bm-fuse -m CKPT on VAL
+same_val() {
+  bm-fuse -q -m "$1" "$3" | bm-score -j >"$T/v.json" && $PY -c "
+import json, sys
+last = [json.loads(l) for l in open(sys.argv[1]) if 'val' in json.loads(l)][-1]['val']
+s = json.load(open(sys.argv[2]))
+for k in ('accuracy', 'balanced_accuracy', 'auc_macro'):
+    assert abs(last[k] - s[k]) < 1e-12, (k, last[k], s[k])
+print(last)" "$2" "$T/v.json"
+}
+
 # (2) it learns: separable classes, train / val / test parts of one generator
 $G data "$T/tr.bmr" $seed 600 multiclass 5 32 --part=0
 $G data "$T/va.bmr" $seed 150 multiclass 5 32 --part=1
 $G data "$T/te.bmr" $seed 300 multiclass 5 32 --part=2
 check "multiclass: trains with --val, select accuracy" \
   bm-train -q --mode linear -o "$T/a.safetensors" --val "$T/va.bmr" --select accuracy --lr 0.01 --epochs 4 --batch 32 --log "$T/a.log" "$T/tr.bmr"
-check "  ... bm-fuse -m | bm-score: test accuracy >= 0.9 (chance 0.2)" \
-  sh -c "bm-fuse -q -m '$T/a.safetensors' <'$T/te.bmr' | bm-score -j >'$T/a.json' && $G min-acc '$T/a.json' 0.9"
+check "  ... bm-fuse -m | bm-score: test accuracy >= 0.8 (chance 0.2)" \
+  sh -c "bm-fuse -q -m '$T/a.safetensors' <'$T/te.bmr' | bm-score -j >'$T/a.json' && $G min-acc '$T/a.json' 0.8"
+check "  ... its val metrics are bm-score's on bm-fuse -m output of the val file" same_val "$T/a.last.safetensors" "$T/a.log" "$T/va.bmr"
 check "  ... the log has a line per step and per epoch with the val metrics" \
   sh -c "test \$(grep -c '\"samples_per_s\"' '$T/a.log') = 76 && test \$(grep -c '\"val\":{\"loss\":[0-9.e-]*,\"accuracy\":[0-9.]*,\"balanced_accuracy\":[0-9.]*,\"auc_macro\":' '$T/a.log') = 4"
 $G data "$T/mtr.bmr" $((seed + 1)) 600 multilabel 4 24,16 --part=0
 $G data "$T/mva.bmr" $((seed + 1)) 150 multilabel 4 24,16 --part=1
 $G data "$T/mte.bmr" $((seed + 1)) 300 multilabel 4 24,16 --part=2
 check "multilabel, --features both: trains" \
-  bm-train -q --mode linear -o "$T/m.safetensors" --features both --val "$T/mva.bmr" --select auc_macro --lr 0.01 --epochs 4 --batch 32 "$T/mtr.bmr"
-check "  ... test auc_macro >= 0.9 (chance 0.5)" \
-  sh -c "bm-fuse -q -m '$T/m.safetensors' '$T/mte.bmr' | bm-score -j >'$T/m.json' && $G min-acc '$T/m.json' 0.9"
+  bm-train -q --mode linear -o "$T/m.safetensors" --features both --val "$T/mva.bmr" --select auc_macro --lr 0.01 --epochs 4 --batch 32 --log "$T/m.log" "$T/mtr.bmr"
+check "  ... its val metrics are bm-score's on bm-fuse -m output of the val file" same_val "$T/m.last.safetensors" "$T/m.log" "$T/mva.bmr"
+check "  ... test auc_macro >= 0.85 (chance 0.5)" \
+  sh -c "bm-fuse -q -m '$T/m.safetensors' '$T/mte.bmr' | bm-score -j >'$T/m.json' && $G min-acc '$T/m.json' 0.85"
 check "  ... prob is the sigmoid of scores, the header has the head's task and classes" \
   sh -c "bm-fuse -q -m '$T/m.safetensors' '$T/mte.bmr' | $PY -c \"
 import sys, numpy as np; sys.path.insert(0, '$BM_TESTS/../examples'); import read_records as rr
