@@ -72,6 +72,13 @@ for h, r in rr.read(sys.stdin.buffer):
     assert np.allclose(r['prob'], p, rtol=1e-5, atol=1e-6)
 \""
 
+# early stopping: accuracy on 150 records stops improving long before 30 epochs
+check "--patience 2 stops early" \
+  sh -c "bm-train --mode linear -o '$T/p.safetensors' --val '$T/va.bmr' --select accuracy --patience 2 --epochs 30 --lr 0.01 --batch 32 --log '$T/p.log' '$T/tr.bmr' 2>'$T/p.err'"
+stopped=$(sed -n 's/.*for 2 epochs: stopped after epoch \([0-9]*\)$/\1/p' "$T/p.err")
+check "  ... after epoch $stopped, two epochs after the best, which OUT holds" \
+  sh -c "test -n '$stopped' && test '$stopped' -lt 30 && test \"\$($G config '$T/p.safetensors' epoch)\" = \$(($stopped - 2)) && test \"\$($G config '$T/p.last.safetensors' finished)\" = true && test \$(grep -c train_loss '$T/p.log') = $stopped"
+
 # few-shot subsets keep their strata
 for f in 0.1 0.01; do
   check "--fraction $f multiclass: round(F n_k) per class, at least 1" \
