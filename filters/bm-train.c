@@ -443,11 +443,9 @@ static void resume_options(options *o, const bm_linhead *ck) {
   const char *p = o->resume;
   json_t *opts = json_object_get(ck->config, "options");
   if (!json_is_object(opts)) bm_die("%s: config has no \"options\": not a checkpoint bm-train can resume", p);
-  int f = (int)ck->feat;
   static const char *feat_names[] = {"img", "txt", "both"};
-  int given = (int)o->feat;
-  take_string_option(o, O_FEAT, f, &given, feat_names, p);
-  f = given;
+  int f = (int)o->feat;
+  take_string_option(o, O_FEAT, (int)ck->feat, &f, feat_names, p);
   o->feat = (bm_feat)f;
   take_option(o, O_EPOCHS, cfg_num(opts, "epochs", p), NULL, &o->epochs, p);
   take_option(o, O_BATCH, cfg_num(opts, "batch", p), NULL, &o->batch, p);
@@ -455,7 +453,12 @@ static void resume_options(options *o, const bm_linhead *ck) {
   take_option(o, O_WD, cfg_num(opts, "weight_decay", p), &o->wd, NULL, p);
   take_option(o, O_WARMUP, cfg_num(opts, "warmup", p), NULL, &o->warmup, p);
   take_option(o, O_CLIP, cfg_num(opts, "clip", p), &o->clip, NULL, p);
-  take_option(o, O_SEED, cfg_num(opts, "seed", p), NULL, &o->seed, p);
+  json_t *sv = json_object_get(opts, "seed"); /* an integer: seeds above 2^53 do not fit a double */
+  if (!json_is_integer(sv) || json_integer_value(sv) < 0) bm_die("%s: config option \"seed\" is not a seed", p);
+  if (o->given[O_SEED] && o->seed != (long)json_integer_value(sv))
+    bm_usage_die("--seed %ld differs from the checkpoint's %lld (%s): a resumed run keeps its options", o->seed,
+                 (long long)json_integer_value(sv), p);
+  o->seed = (long)json_integer_value(sv);
   take_option(o, O_FRACTION, cfg_num(opts, "fraction", p), &o->fraction, NULL, p);
   take_option(o, O_PATIENCE, cfg_num(opts, "patience", p), NULL, &o->patience, p);
   static const char *pw_names[] = {"none", "inverse-freq"};

@@ -151,6 +151,10 @@ bad "resume: not a bm-train checkpoint" 1 'mc.init.safetensors: no "config"' \
   bm-train --mode linear --resume "$FX/mc.init.safetensors" -o "$T/bad.safetensors" "$FX/mc.bmr"
 bad "resume: another learning rate" 2 '--lr 0.5 differs from the checkpoint.s 0.01' \
   bm-train --mode linear --resume "$T/h.last.safetensors" --lr 0.5 -o "$T/bad.safetensors" "$T/tr.bmr"
+bm-train -q --mode linear -o "$T/s.safetensors" --epochs 2 --stop-after 1 --seed 9007199254740993 "$T/tr.bmr"
+check "a seed above 2^53 survives the checkpoint" sh -c "test \"\$($G config '$T/s.last.safetensors' options.seed)\" = 9007199254740993 && bm-train -q --mode linear --resume '$T/s.last.safetensors' --seed 9007199254740993 -o '$T/s.safetensors' '$T/tr.bmr'"
+bad "resume: another seed" 2 '--seed 9007199254740992 differs from the checkpoint.s 9007199254740993' \
+  bm-train --mode linear --resume "$T/s.last.safetensors" --seed 9007199254740992 -o "$T/bad.safetensors" "$T/tr.bmr"
 bad "resume: --val for a run that had none" 2 'had no validation set' \
   bm-train --mode linear --resume "$T/f.last.safetensors" --val "$T/mva.bmr" -o "$T/bad.safetensors" "$T/mtr.bmr"
 bad "-o in a folder that does not exist" 1 'cannot write in .*/nodir' \
