@@ -1,7 +1,8 @@
 /* bm-fuse - zero-shot classification: image embeddings against class
- * embeddings made from text prompts.
+ * embeddings made from text prompts; or a trained linear head.
  *
  *   bm-fuse --classes CLASSES.bmr [--scale S] [--map NAME=CLASS]... [FILE]
+ *   bm-fuse -m HEAD.safetensors [FILE]
  *
  * Records with "img_emb" (f32/f16 [E]) get "scores" (f32 [C]) = S * img_emb .
  * class_emb and "prob" (f32 [C]) = softmax(scores); the header gets the class
@@ -13,11 +14,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "linhead.h"
 #include "record.h"
 #include "util.h"
 
 static const char usage[] =
     "Usage: bm-fuse --classes CLASSES.bmr [OPTION]... [FILE]\n"
+    "   or: bm-fuse -m HEAD.safetensors [-q] [FILE]\n"
     "Zero-shot classification: every record with \"img_emb\" gets \"scores\" =\n"
     "SCALE * img_emb . class_emb for each class and \"prob\" = softmax(scores).\n"
     "CLASSES.bmr is the output of bm-embed-txt --classes. Reads FILE (or stdin),\n"
@@ -26,20 +29,22 @@ static const char usage[] =
     "  -c, --classes FILE   the class embeddings (required)\n"
     "  -s, --scale S        multiply the similarities by S (default 100, as\n"
     "                       open_clip's zero-shot evaluation); 'logit' would take\n"
-    "                       exp(logit_scale) from -m: not yet\n"
+    "                       the CLIP model's exp(logit_scale): not yet\n"
     "      --map NAME=CLASS score the data's class NAME with the prompt class\n"
     "                       CLASS of CLASSES.bmr (repeatable); other data classes\n"
     "                       use the prompt class of the same name\n"
     "      --softmax        multilabel data without negative prompts: take the\n"
     "                       softmax across classes anyway (see the man page)\n"
-    "  -m, --model PATH     a trained fusion/head: not yet (comes with bm-train)\n"
+    "  -m, --model CKPT     apply the linear head bm-train --mode linear wrote\n"
+    "                       instead: \"scores\" = logits, \"prob\" = softmax\n"
+    "                       (multiclass) or sigmoid (multilabel)\n"
     "  -q, --quiet          no summary line on stderr\n"
     "  -h, --help           this help\n"
     "\n"
     "Exit status: 0 ok, 1 bad input, 2 usage.\n";
 
 typedef struct {
-  const char *classes_path;
+  const char *classes_path, *model;
   double scale;
   char **map_from, **map_to;
   int nmap;
@@ -203,6 +208,105 @@ static void parse_map(options *opt, const char *arg) {
   opt->nmap++;
 }
 
+/* The record with "scores" and "prob" (f32 [C]) set. */
+static int write_scored(bm_writer *w, const msgpack_object *rec, bm_out *o, int C, const float *scores,
+                        const float *prob) {
+  int64_t shape[1] = {C};
+  bm_out_tensor(o, "scores", BM_F32, 1, shape, scores);
+  bm_out_tensor(o, "prob", BM_F32, 1, shape, prob);
+  return bm_write_record(w, rec, o);
+}
+
+/* Opens the input and reads its header (*h, NULL when none) and the class
+ * names in it (*nd of them, or -1 when the header names none). */
+static bm_reader *open_input(const char *input, const char *input_name, const msgpack_object **h,
+                             char ***data, int *nd) {
+  bm_reader *r = bm_reader_open(input);
+  *h = bm_reader_header(r);
+  if (bm_reader_error(r)) exit(1);
+  *data = NULL;
+  *nd = *h ? bm_header_classes(*h, data) : -1;
+  if (*h && bm_map_get(*h, "classes") && *nd < 0)
+    bm_die("%s: header \"classes\" is not an array of strings", input_name);
+  return r;
+}
+
+/* -m: the linear head of a bm-train checkpoint on each record's features. */
+static int apply_head(const options *opt, const char *input, const char *input_name) {
+  bm_linhead hd;
+  char err[1024];
+  if (bm_linhead_load(opt->model, &hd, err, sizeof err)) bm_die("-m: %s", err);
+  const msgpack_object *h;
+  char **data;
+  int nd;
+  bm_reader *r = open_input(input, input_name, &h, &data, &nd);
+  if (nd >= 0) { /* the order of the scores must be the order of the targets */
+    if (nd != hd.C)
+      bm_die("%s: the header names %d classes, the head %s was trained on %d", input_name, nd, opt->model, hd.C);
+    for (int k = 0; k < nd; k++)
+      if (strcmp(data[k], hd.classes[k]))
+        bm_die("%s: class %d is \"%s\" in the header, \"%s\" in %s", input_name, k, data[k], hd.classes[k],
+               opt->model);
+    bm_free_strings(data, nd);
+  }
+  const msgpack_object *task_obj = h ? bm_map_get(h, "task") : NULL;
+  const char *task = hd.multilabel ? "multilabel" : "multiclass";
+  if (task_obj && !bm_obj_is_str(task_obj, task))
+    bm_die("%s: the header's task is not \"%s\", the task of %s", input_name, task, opt->model);
+
+  bm_writer *w = bm_writer_open("-");
+  bm_out o;
+  bm_out_init(&o);
+  msgpack_packer *pk = bm_out_key(&o, "classes");
+  msgpack_pack_array(pk, (size_t)hd.C);
+  for (int k = 0; k < hd.C; k++) bm_pack_str(pk, hd.classes[k]);
+  bm_out_str(&o, "task", task);
+  pk = bm_out_key(&o, "head");
+  msgpack_pack_map(pk, 4);
+  bm_pack_str(pk, "model");
+  bm_pack_str(pk, opt->model);
+  bm_pack_str(pk, "mode");
+  bm_pack_str(pk, "linear");
+  bm_pack_str(pk, "features");
+  bm_pack_str(pk, bm_feat_name(hd.feat));
+  bm_pack_str(pk, "prob");
+  bm_pack_str(pk, hd.multilabel ? "sigmoid per class" : "softmax across classes");
+  if (bm_write_header(w, h, &o)) return 1;
+
+  float *x = bm_xmalloc(bm_mul_size((size_t)hd.D, sizeof(float)));
+  float *scores = bm_xmalloc(sizeof(float) * (size_t)hd.C), *prob = bm_xmalloc(sizeof(float) * (size_t)hd.C);
+  long scored = 0, passed = 0;
+  const msgpack_object *rec;
+  int got;
+  while ((got = bm_reader_next(r, &rec)) == 1) {
+    char where[512];
+    const char *missing = NULL;
+    int dims[2] = {hd.dims[0], hd.dims[1]};
+    int D = bm_linear_features(rec, hd.feat, dims, x, (size_t)hd.D, &missing, err, sizeof err);
+    bm_out_reset(&o);
+    if (D == 0) { /* as zero-shot: records without the features pass through */
+      passed++;
+      if (bm_write_record(w, rec, &o)) return 1;
+      continue;
+    }
+    if (D < 0) bm_die("%s: %s (the head %s)", bm_reader_where(r, where, sizeof where), err, opt->model);
+    bm_linear_forward(x, hd.W, hd.b, 1, hd.D, hd.C, scores);
+    bm_linear_prob(scores, hd.C, hd.multilabel, prob);
+    if (write_scored(w, rec, &o, hd.C, scores, prob)) return 1;
+    scored++;
+  }
+  int bad = got < 0;
+  if (bm_writer_close(w)) bad = 1;
+  if (!opt->quiet)
+    bm_warn("%ld records scored by the linear head of %s (%d classes), %ld without its features (%s) passed through",
+            scored, opt->model, hd.C, passed, bm_feat_name(hd.feat));
+  bm_out_free(&o);
+  bm_reader_close(r);
+  bm_linhead_free(&hd);
+  free(x), free(scores), free(prob);
+  return bad;
+}
+
 int main(int argc, char **argv) {
   bm_set_progname(argv[0]);
   options opt = {.scale = 100};
@@ -220,37 +324,36 @@ int main(int argc, char **argv) {
     case 'c': opt.classes_path = optarg; break;
     case 's':
       if (!strcmp(optarg, "logit"))
-        bm_usage_die("--scale logit: not yet: it needs the model's logit_scale (-m), which comes "
-                     "with bm-train; give a number (open_clip's zero-shot uses 100)");
+        bm_usage_die("--scale logit: not yet: it needs the CLIP model's logit_scale; give a number "
+                     "(open_clip's zero-shot uses 100)");
       if (bm_parse_double(optarg, &opt.scale) || !isfinite(opt.scale) || opt.scale <= 0)
         bm_usage_die("--scale %s: expected a positive number", optarg);
       break;
     case 'M': parse_map(&opt, optarg); break;
     case 'S': opt.softmax = 1; break;
-    case 'm':
-      bm_usage_die("-m %s: not yet: trained fusion heads come with bm-train; zero-shot needs "
-                   "only --classes", optarg);
+    case 'm': opt.model = optarg; break;
     case 'q': opt.quiet = 1; break;
     case 'h': fputs(usage, stdout); return 0;
     default: bm_usage_die("unknown option (see --help)");
     }
   }
-  if (!opt.classes_path) bm_usage_die("--classes CLASSES.bmr is required (see --help)");
   if (argc - optind > 1) bm_usage_die("one input at most (cat several into a pipe)");
   const char *input = optind < argc ? argv[optind] : "-";
   const char *input_name = strcmp(input, "-") ? input : "stdin";
+  if (opt.model) {
+    if (opt.classes_path || opt.nmap || opt.softmax || opt.scale != 100)
+      bm_usage_die("-m: a trained head needs no --classes, --scale, --map or --softmax");
+    return apply_head(&opt, input, input_name);
+  }
+  if (!opt.classes_path) bm_usage_die("--classes CLASSES.bmr (zero-shot) or -m CKPT is required (see --help)");
 
   prompt_set ps;
   load_prompts(opt.classes_path, &ps);
-  bm_reader *r = bm_reader_open(input);
-  const msgpack_object *h = bm_reader_header(r);
-  if (bm_reader_error(r)) return 1;
-
   /* Output classes: the data's, mapped to prompt classes, or the prompts'. */
-  char **data = NULL;
-  int nd = h ? bm_header_classes(h, &data) : -1;
-  if (h && bm_map_get(h, "classes") && nd < 0)
-    bm_die("%s: header \"classes\" is not an array of strings", input_name);
+  const msgpack_object *h;
+  char **data;
+  int nd;
+  bm_reader *r = open_input(input, input_name, &h, &data, &nd);
   if (nd == 0) bm_die("%s: header \"classes\" is empty", input_name);
   int *idx;
   if (nd > 0) {
@@ -329,10 +432,7 @@ int main(int argc, char **argv) {
       }
     }
     if (!pairwise) softmax(scores, prob, nd);
-    int64_t shape[1] = {nd};
-    bm_out_tensor(&o, "scores", BM_F32, 1, shape, scores);
-    bm_out_tensor(&o, "prob", BM_F32, 1, shape, prob);
-    if (bm_write_record(w, rec, &o)) return 1;
+    if (write_scored(w, rec, &o, nd, scores, prob)) return 1;
     scored++;
   }
   int bad = got < 0;

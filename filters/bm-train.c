@@ -1,0 +1,807 @@
+/* bm-train - training on record files.
+ *
+ *   bm-train --mode linear -o OUT.safetensors [OPTION]... TRAIN.bmr
+ *
+ * Mode linear: a linear head (W [C,D], b [C]) on frozen features of the
+ * records ("img_emb", "txt_emb" or both), softmax cross-entropy or weighted
+ * BCE, AdamW with cosine warm-up. The data set is read through an offset
+ * index (recfile.h), one batch at a time; only the targets (C bytes a
+ * record) stay in memory. Checkpoints at each epoch end: OUT (the best
+ * epoch) and OUT.last.safetensors (the last, for --resume). man bm-train. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "adamw.h"
+#include "linhead.h"
+#include "loss.h"
+#include "recfile.h"
+#include "record.h"
+#include "scorereport.h"
+#include "scoreset.h"
+#include "util.h"
+#include "weights.h"
+
+static const char usage[] =
+    "Usage: bm-train --mode linear -o OUT.safetensors [OPTION]... TRAIN.bmr\n"
+    "Train a linear head on the features of the records of TRAIN.bmr (a file, not a\n"
+    "pipe). Task and classes come from its header. Writes OUT (the best epoch) and\n"
+    "OUT.last.safetensors (the last epoch, for --resume) at each epoch end.\n"
+    "\n"
+    "  -M, --mode linear        what to train (finetune, fusion, contrastive: later)\n"
+    "  -o, --output FILE        the checkpoint (.safetensors)\n"
+    "      --features img|txt|both  img_emb (default), txt_emb, or both concatenated\n"
+    "  -e, --epochs N           epochs (default 10)\n"
+    "  -b, --batch N            batch size (default 64)\n"
+    "      --lr X               peak learning rate (default 1e-3)\n"
+    "      --weight-decay X     AdamW decoupled weight decay of W, not b (default 0)\n"
+    "      --warmup N           linear warm-up steps, then cosine decay (default 0)\n"
+    "      --clip X             clip the gradients' global norm at X (default 0: off)\n"
+    "      --seed N             subset and shuffling seed (default 0)\n"
+    "      --fraction F         train on a stratified seeded subset (0 < F <= 1)\n"
+    "      --pos-weight none|inverse-freq  multilabel BCE weights (default inverse-freq)\n"
+    "      --val FILE           evaluate each epoch; OUT keeps the best epoch\n"
+    "      --select loss|accuracy|balanced_accuracy|auc_macro  (default: loss)\n"
+    "      --patience N         stop after N epochs without improvement (needs --val)\n"
+    "      --init FILE          start from head.weight/head.bias of FILE, not zeros\n"
+    "      --resume CKPT        continue from OUT.last.safetensors of an earlier run\n"
+    "      --stop-after N       end after epoch N of the schedule (resume later)\n"
+    "  -j, --threads N          threads (default: OpenMP's)\n"
+    "      --log FILE           JSON lines: one per step and one per epoch\n"
+    "  -q, --quiet              no progress line or summary\n"
+    "  -h, --help               this help\n"
+    "\n"
+    "Exit status: 0 ok, 1 bad input or a non-finite loss, 2 usage.\n";
+
+enum { SEL_LOSS, SEL_ACC, SEL_BAL, SEL_AUC };
+static const char *sel_names[] = {"loss", "accuracy", "balanced_accuracy", "auc_macro"};
+
+/* Options that a resumed run takes from its checkpoint; given[] says which
+ * the command line set, to refuse a resume that would change them. */
+enum { O_FEAT, O_EPOCHS, O_BATCH, O_LR, O_WD, O_WARMUP, O_CLIP, O_SEED, O_FRACTION, O_POSW,
+       O_SELECT, O_PATIENCE, O_NKEPT };
+static const char *kept_names[] = {"features", "epochs", "batch", "lr", "weight_decay", "warmup",
+                                   "clip", "seed", "fraction", "pos_weight", "select", "patience"};
+
+typedef struct {
+  const char *out, *train, *val, *resume, *init, *log;
+  char *val_from_ckpt; /* owned: the --val path a resumed run goes on with */
+  bm_feat feat;
+  long epochs, batch, warmup, seed, patience, stop_after, threads;
+  double lr, wd, clip, fraction;
+  int pos_weight, select, quiet;
+  int given[O_NKEPT];
+} options;
+
+#define BETA1 0.9
+#define BETA2 0.999
+#define EPS 1e-8
+
+/* One record file: its index, targets [n,C] and feature widths. */
+typedef struct {
+  bm_recfile *f;
+  const char *name;
+  long n;
+  int C, multilabel;
+  char **classes;
+  uint8_t *y;
+  int dims[2], D;
+} dataset;
+
+static void header_classes(dataset *ds) {
+  const msgpack_object *h = bm_recfile_header(ds->f);
+  if (!h) bm_die("%s: no header: task and classes come from it (bm-decode writes one)", ds->name);
+  const msgpack_object *t = bm_map_get(h, "task");
+  if (t && bm_obj_is_str(t, "multilabel")) ds->multilabel = 1;
+  else if (!t || !bm_obj_is_str(t, "multiclass"))
+    bm_die("%s: header \"task\" is not multiclass or multilabel", ds->name);
+  ds->C = bm_header_classes(h, &ds->classes);
+  if (ds->C < 1) bm_die("%s: header has no \"classes\" (a non-empty array of names)", ds->name);
+  if (!ds->multilabel && ds->C < 2) bm_die("%s: multiclass needs at least 2 classes", ds->name);
+  for (int k = 0; k < ds->C; k++)
+    for (int j = 0; j < k; j++)
+      if (!strcmp(ds->classes[j], ds->classes[k]))
+        bm_die("%s: header \"classes\" names \"%s\" twice", ds->name, ds->classes[k]);
+}
+
+/* The target of record i, checked, as 0/1 bytes. */
+static void read_target(const dataset *ds, long i, const msgpack_object *rec, float *tmp, uint8_t *y) {
+  bm_tensor t;
+  char err[256];
+  int got = bm_rec_tensor(rec, "target", &t, err, sizeof err);
+  if (got == 0) bm_die("%s: record %ld: no \"target\"", ds->name, i + 1);
+  if (got < 0) bm_die("%s: record %ld: \"target\": %s", ds->name, i + 1, err);
+  if (t.numel != ds->C)
+    bm_die("%s: record %ld: \"target\" has %lld values, the header names %d classes", ds->name, i + 1,
+           (long long)t.numel, ds->C);
+  bm_tensor_to_f32(&t, tmp);
+  int ones = 0;
+  for (int k = 0; k < ds->C; k++) {
+    if (tmp[k] != 0 && tmp[k] != 1)
+      bm_die("%s: record %ld: \"target\"[%d] is %g: targets must be 0 or 1", ds->name, i + 1, k, (double)tmp[k]);
+    y[k] = tmp[k] == 1;
+    ones += y[k];
+  }
+  if (!ds->multilabel && ones != 1)
+    bm_die("%s: record %ld: \"target\" has %d ones: a multiclass target is one-hot", ds->name, i + 1, ones);
+}
+
+/* Index the file and check every record once (target, features) before any
+ * training, so that bad input stops us before anything is written. */
+static void load_set(const char *path, bm_feat feat, const int *dims, dataset *ds) {
+  memset(ds, 0, sizeof *ds);
+  ds->f = bm_recfile_open(path);
+  ds->name = bm_recfile_name(ds->f);
+  ds->n = bm_recfile_count(ds->f);
+  header_classes(ds);
+  if (ds->n == 0) bm_die("%s: no records to train or evaluate on", ds->name);
+  if (dims) memcpy(ds->dims, dims, sizeof ds->dims);
+  ds->y = bm_xmalloc(bm_mul_size((size_t)ds->n, (size_t)ds->C));
+  float *tmp = bm_xmalloc(sizeof(float) * (size_t)ds->C);
+  size_t cap = 1 << 20; /* widths up to 2^20 values */
+  float *x = bm_xmalloc(cap * sizeof(float));
+  bm_recslot slot;
+  bm_recslot_init(&slot);
+  for (long i = 0; i < ds->n; i++) {
+    const msgpack_object *rec = bm_recfile_read(ds->f, i, &slot);
+    read_target(ds, i, rec, tmp, ds->y + (size_t)i * (size_t)ds->C);
+    const char *missing = NULL;
+    char err[256];
+    int D = bm_linear_features(rec, feat, ds->dims, x, cap, &missing, err, sizeof err);
+    if (D == 0)
+      bm_die("%s: record %ld: no \"%s\" (--features %s needs it)", ds->name, i + 1, missing, bm_feat_name(feat));
+    if (D < 0) bm_die("%s: record %ld: %s", ds->name, i + 1, err);
+    ds->D = D;
+  }
+  bm_recslot_free(&slot);
+  free(x);
+  free(tmp);
+}
+
+static void free_set(dataset *ds) {
+  bm_recfile_close(ds->f);
+  bm_free_strings(ds->classes, ds->C);
+  free(ds->y);
+}
+
+/* The seed of one purpose (subset, epoch e), so that each draws its own
+ * stream from --seed. */
+static uint64_t sub_seed(uint64_t seed, uint64_t tag) { return seed ^ (0x9E3779B97F4A7C15ULL * (tag + 1)); }
+#define SUBSET_TAG 0xFFFFFFFFULL
+
+static int cmp_long(const void *a, const void *b) {
+  long x = *(const long *)a, y = *(const long *)b;
+  return (x > y) - (x < y);
+}
+
+/* The stratified subset (man bm-train, FEW-SHOT SUBSETS): indices into the
+ * file, ascending. */
+static long *select_subset(const dataset *ds, double F, uint64_t seed, long *m) {
+  long n = ds->n;
+  int C = ds->C;
+  long *idx = bm_xmalloc(sizeof(long) * (size_t)n);
+  if (F >= 1) {
+    for (long i = 0; i < n; i++) idx[i] = i;
+    *m = n;
+    return idx;
+  }
+  long *npos = bm_xcalloc((size_t)C, sizeof(long));
+  for (long i = 0; i < n; i++)
+    for (int k = 0; k < C; k++) npos[k] += ds->y[(size_t)i * (size_t)C + (size_t)k];
+  /* each record's stratum: its class (multiclass); its rarest positive
+   * class, or C for no positive (multilabel) */
+  int *stratum = bm_xmalloc(sizeof(int) * (size_t)n);
+  long *size = bm_xcalloc((size_t)C + 1, sizeof(long));
+  for (long i = 0; i < n; i++) {
+    int s = C;
+    for (int k = 0; k < C; k++)
+      if (ds->y[(size_t)i * (size_t)C + (size_t)k] && (s == C || npos[k] < npos[s])) s = k;
+    stratum[i] = s;
+    size[s]++;
+  }
+  long *order = bm_xmalloc(sizeof(long) * (size_t)n);
+  bm_permutation(order, n, sub_seed(seed, SUBSET_TAG));
+  long *taken = bm_xcalloc((size_t)C + 1, sizeof(long));
+  uint8_t *in = bm_xcalloc((size_t)n, 1);
+  long cnt = 0;
+  for (long j = 0; j < n; j++) {
+    long i = order[j];
+    int s = stratum[i];
+    long want = (long)floor(F * (double)size[s] + 0.5);
+    if (want < 1) want = 1;
+    if (taken[s] < want) taken[s]++, in[i] = 1, cnt++;
+  }
+  if (ds->multilabel) /* a class with positives keeps at least one */
+    for (int k = 0; k < C; k++) {
+      long have = 0, first = -1;
+      for (long j = 0; j < n; j++) {
+        long i = order[j];
+        if (!ds->y[(size_t)i * (size_t)C + (size_t)k]) continue;
+        if (first < 0) first = i;
+        have += in[i];
+      }
+      if (first >= 0 && !have) in[first] = 1, cnt++;
+    }
+  *m = 0;
+  for (long i = 0; i < n; i++)
+    if (in[i]) idx[(*m)++] = i;
+  qsort(idx, (size_t)*m, sizeof *idx, cmp_long);
+  free(in);
+  free(taken);
+  free(order);
+  free(size);
+  free(stratum);
+  free(npos);
+  return idx;
+}
+
+/* A batch: features X [B,D] and targets Y [B,C] of records idx[0..B-1]. */
+static void read_batch(const dataset *ds, bm_feat feat, const long *idx, int B, bm_recslot *slot,
+                       float *X, float *Y) {
+  for (int j = 0; j < B; j++) {
+    const msgpack_object *rec = bm_recfile_read(ds->f, idx[j], slot);
+    const char *missing = NULL;
+    char err[256];
+    int dims[2] = {ds->dims[0], ds->dims[1]};
+    int D = bm_linear_features(rec, feat, dims, X + (size_t)j * (size_t)ds->D, (size_t)ds->D, &missing,
+                               err, sizeof err);
+    if (D != ds->D) /* the file was checked when indexed: it changed under us */
+      bm_die("%s: record %ld: %s", ds->name, idx[j] + 1, D == 0 ? "lost its features since it was indexed" : err);
+    const uint8_t *y = ds->y + (size_t)idx[j] * (size_t)ds->C;
+    for (int k = 0; k < ds->C; k++) Y[(size_t)j * (size_t)ds->C + (size_t)k] = y[k];
+  }
+}
+
+typedef struct {
+  int C, D, multilabel;
+  float *W, *b, *gW, *gb, *pw; /* pw: [C] or NULL */
+  bm_adamw opt;
+} head;
+
+static double batch_loss(const head *h, const float *logits, const float *Y, int B, float *dlogits) {
+  return h->multilabel ? bm_bce_logits(logits, Y, h->pw, B, h->C, dlogits)
+                       : bm_softmax_xent(logits, Y, B, h->C, dlogits);
+}
+
+/* Loss and the bm-score figures on the validation set (metrics.h through
+ * bm_report_classify: the same numbers bm-score prints). */
+typedef struct {
+  double v[4];
+} val_result;
+
+static val_result evaluate(const head *h, const dataset *vs, bm_feat feat, int batch) {
+  size_t n = (size_t)vs->n, C = (size_t)h->C;
+  float *X = bm_xmalloc(bm_mul_size((size_t)batch * (size_t)h->D, sizeof(float)));
+  float *Y = bm_xmalloc(bm_mul_size((size_t)batch, C * sizeof(float)));
+  float *L = bm_xmalloc(bm_mul_size((size_t)batch, C * sizeof(float)));
+  float *P = bm_xmalloc(C * sizeof(float));
+  long *idx = bm_xmalloc(sizeof(long) * (size_t)batch);
+  bm_scoreset s = {.task = h->multilabel ? BM_TASK_MULTILABEL : BM_TASK_MULTICLASS, .n = n, .c = h->C,
+                   .classes = vs->classes, .name = (char *)vs->name};
+  s.p = bm_xmalloc(bm_mul_size(n * C, sizeof(double)));
+  s.y = bm_xmalloc(bm_mul_size(n, C));
+  s.top = bm_xmalloc(bm_mul_size(n, sizeof(int32_t)));
+  bm_recslot slot;
+  bm_recslot_init(&slot);
+  double total = 0;
+  for (size_t at = 0; at < n; at += (size_t)batch) {
+    int B = (int)(n - at < (size_t)batch ? n - at : (size_t)batch);
+    for (int j = 0; j < B; j++) idx[j] = (long)at + j;
+    read_batch(vs, feat, idx, B, &slot, X, Y);
+    bm_linear_forward(X, h->W, h->b, B, h->D, h->C, L);
+    total += batch_loss(h, L, Y, B, NULL) * B;
+    for (int j = 0; j < B; j++) {
+      const float *l = L + (size_t)j * C;
+      size_t i = at + (size_t)j;
+      bm_linear_prob(l, h->C, h->multilabel, P);
+      int32_t top = 0;
+      for (size_t k = 0; k < C; k++) {
+        s.p[k * n + i] = P[k];
+        s.y[k * n + i] = vs->y[i * C + k];
+        if (l[k] > l[top]) top = (int32_t)k;
+      }
+      s.top[i] = top;
+    }
+  }
+  bm_report_opts ro = {.default_thr = 0.5, .thr_metric = "fixed"};
+  json_t *notes = json_array();
+  json_t *rep = bm_report_classify(&s, &ro, notes);
+  val_result r = {{total / (double)n}};
+  for (int k = 1; k < 4; k++) {
+    json_t *v = json_object_get(rep, sel_names[k]);
+    r.v[k] = json_is_number(v) ? json_number_value(v) : NAN;
+  }
+  json_decref(rep);
+  json_decref(notes);
+  bm_recslot_free(&slot);
+  free(s.p), free(s.y), free(s.top), free(X), free(Y), free(L), free(P), free(idx);
+  return r;
+}
+
+/* Is a better than b for this metric? NAN is worse than anything. */
+static int better(int sel, double a, double b) {
+  if (isnan(a)) return 0;
+  if (isnan(b)) return 1;
+  return sel == SEL_LOSS ? a < b : a > b;
+}
+
+/* What a checkpoint carries beyond the tensors. */
+typedef struct {
+  long epoch, step, best_epoch, bad_epochs, n_train, n_used;
+  double best;
+  const long *npos; /* [C] positives per class in the records trained on */
+  int finished;
+  val_result last_val;
+  int has_val;
+} train_state;
+
+static json_t *options_json(const options *o) {
+  return json_pack("{sssIsIsfsfsIsfsIsfsssssIss?ss?}", "features", bm_feat_name(o->feat), "epochs",
+                   (json_int_t)o->epochs, "batch", (json_int_t)o->batch, "lr", o->lr, "weight_decay", o->wd,
+                   "warmup", (json_int_t)o->warmup, "clip", o->clip, "seed", (json_int_t)o->seed,
+                   "fraction", o->fraction, "pos_weight", o->pos_weight ? "inverse-freq" : "none", "select",
+                   sel_names[o->select], "patience", (json_int_t)o->patience, "init", o->init, "val", o->val);
+}
+
+static json_t *val_json(const val_result *v) {
+  json_t *j = json_object();
+  for (int k = 0; k < 4; k++) json_object_set_new(j, sel_names[k], bm_json_num(v->v[k]));
+  return j;
+}
+
+static void save(const char *path, const options *o, const dataset *ds, const head *h, const train_state *st) {
+  json_t *cfg = json_object();
+  json_object_set_new(cfg, "producer", json_string("bm-train"));
+  json_object_set_new(cfg, "mode", json_string("linear"));
+  json_object_set_new(cfg, "features", json_string(bm_feat_name(o->feat)));
+  json_t *fd = json_array();
+  for (int k = 0; k < 2; k++)
+    if (ds->dims[k]) json_array_append_new(fd, json_integer(ds->dims[k]));
+  json_object_set_new(cfg, "feature_dims", fd);
+  json_object_set_new(cfg, "task", json_string(h->multilabel ? "multilabel" : "multiclass"));
+  json_t *cls = json_array();
+  for (int k = 0; k < h->C; k++) json_array_append_new(cls, json_string(ds->classes[k]));
+  json_object_set_new(cfg, "classes", cls);
+  json_object_set_new(cfg, "D", json_integer(h->D));
+  json_object_set_new(cfg, "C", json_integer(h->C));
+  json_object_set_new(cfg, "epoch", json_integer(st->epoch));
+  json_object_set_new(cfg, "step", json_integer(st->step));
+  json_object_set_new(cfg, "seed", json_integer(o->seed));
+  json_object_set_new(cfg, "options", options_json(o));
+  json_object_set_new(cfg, "optimizer", json_pack("{sss[ff]sfss}", "name", "adamw", "betas", BETA1, BETA2,
+                                                  "eps", EPS, "state", "optim.m.NAME, optim.v.NAME"));
+  json_t *np = json_array();
+  for (int k = 0; k < h->C; k++) json_array_append_new(np, json_integer(st->npos[k]));
+  json_object_set_new(cfg, "train", json_pack("{sssIsIso}", "file", ds->name, "records", (json_int_t)st->n_train,
+                                              "used", (json_int_t)st->n_used, "positives", np));
+  json_object_set_new(cfg, "best", json_pack("{sIssso}", "epoch", (json_int_t)st->best_epoch, "metric",
+                                              sel_names[o->select], "value", bm_json_num(st->best)));
+  json_object_set_new(cfg, "bad_epochs", json_integer(st->bad_epochs));
+  json_object_set_new(cfg, "finished", json_boolean(st->finished));
+  if (st->has_val) json_object_set_new(cfg, "val", val_json(&st->last_val));
+  char *text = json_dumps(cfg, JSON_COMPACT | JSON_REAL_PRECISION(17));
+  json_decref(cfg);
+  const bm_adamw_param *pw = &h->opt.params[0], *pb = &h->opt.params[1];
+  int64_t C = h->C, D = h->D;
+  bm_weight w[7] = {
+      {"head.weight", BM_W_F32, 2, {C, D}, C * D, h->W, 0},
+      {"head.bias", BM_W_F32, 1, {C}, C, h->b, 0},
+      {"optim.m.head.weight", BM_W_F32, 2, {C, D}, C * D, pw->m, 0},
+      {"optim.v.head.weight", BM_W_F32, 2, {C, D}, C * D, pw->v, 0},
+      {"optim.m.head.bias", BM_W_F32, 1, {C}, C, pb->m, 0},
+      {"optim.v.head.bias", BM_W_F32, 1, {C}, C, pb->v, 0},
+      {"loss.pos_weight", BM_W_F32, 1, {C}, C, h->pw, 0},
+  };
+  int nw = h->pw ? 7 : 6;
+  for (int i = 0; i < nw; i++) w[i].nbytes = (size_t)w[i].numel * sizeof(float);
+  const char *keys[1] = {BM_ST_CONFIG}, *vals[1] = {text};
+  char err[512];
+  if (bm_safetensors_write(path, w, nw, keys, vals, 1, err, sizeof err)) bm_die("%s", err);
+  free(text);
+}
+
+/* ---- resuming ---- */
+static double cfg_num(const json_t *o, const char *key, const char *ck) {
+  json_t *v = json_object_get(o, key);
+  if (!json_is_number(v)) bm_die("%s: config option \"%s\" is missing or not a number", ck, key);
+  return json_number_value(v);
+}
+
+static void take_option(options *o, int k, double saved, double *field_d, long *field_l, const char *ck) {
+  double cur = field_d ? *field_d : (double)*field_l;
+  if (o->given[k] && cur != saved)
+    bm_usage_die("--%s %.17g differs from the checkpoint's %.17g (%s): a resumed run keeps its options",
+                 kept_names[k], cur, saved, ck);
+  if (field_d) *field_d = saved;
+  else *field_l = (long)saved;
+}
+
+static void take_string_option(options *o, int k, int saved, int *field, const char **names, const char *ck) {
+  if (o->given[k] && *field != saved)
+    bm_usage_die("--%s %s differs from the checkpoint's %s (%s): a resumed run keeps its options",
+                 kept_names[k], names[*field], names[saved], ck);
+  *field = saved;
+}
+
+static int index_of(const char *s, const char **names, int n) {
+  for (int i = 0; s && i < n; i++)
+    if (!strcmp(s, names[i])) return i;
+  return -1;
+}
+
+/* The checkpoint's options replace the defaults; the data must be what it
+ * was trained on (task, classes, feature widths). */
+static void resume_options(options *o, const bm_linhead *ck) {
+  const char *p = o->resume;
+  json_t *opts = json_object_get(ck->config, "options");
+  if (!json_is_object(opts)) bm_die("%s: config has no \"options\": not a checkpoint bm-train can resume", p);
+  static const char *feat_names[] = {"img", "txt", "both"};
+  int f = (int)o->feat;
+  take_string_option(o, O_FEAT, (int)ck->feat, &f, feat_names, p);
+  o->feat = (bm_feat)f;
+  take_option(o, O_EPOCHS, cfg_num(opts, "epochs", p), NULL, &o->epochs, p);
+  take_option(o, O_BATCH, cfg_num(opts, "batch", p), NULL, &o->batch, p);
+  take_option(o, O_LR, cfg_num(opts, "lr", p), &o->lr, NULL, p);
+  take_option(o, O_WD, cfg_num(opts, "weight_decay", p), &o->wd, NULL, p);
+  take_option(o, O_WARMUP, cfg_num(opts, "warmup", p), NULL, &o->warmup, p);
+  take_option(o, O_CLIP, cfg_num(opts, "clip", p), &o->clip, NULL, p);
+  json_t *sv = json_object_get(opts, "seed"); /* an integer: seeds above 2^53 do not fit a double */
+  if (!json_is_integer(sv) || json_integer_value(sv) < 0) bm_die("%s: config option \"seed\" is not a seed", p);
+  if (o->given[O_SEED] && o->seed != (long)json_integer_value(sv))
+    bm_usage_die("--seed %ld differs from the checkpoint's %lld (%s): a resumed run keeps its options", o->seed,
+                 (long long)json_integer_value(sv), p);
+  o->seed = (long)json_integer_value(sv);
+  take_option(o, O_FRACTION, cfg_num(opts, "fraction", p), &o->fraction, NULL, p);
+  take_option(o, O_PATIENCE, cfg_num(opts, "patience", p), NULL, &o->patience, p);
+  static const char *pw_names[] = {"none", "inverse-freq"};
+  int pw = index_of(json_string_value(json_object_get(opts, "pos_weight")), pw_names, 2);
+  int sel = index_of(json_string_value(json_object_get(opts, "select")), sel_names, 4);
+  if (pw < 0 || sel < 0) bm_die("%s: config options pos_weight/select are not valid", p);
+  take_string_option(o, O_POSW, pw, &o->pos_weight, pw_names, p);
+  take_string_option(o, O_SELECT, sel, &o->select, sel_names, p);
+  /* the best epoch and early stopping go on with the same validation */
+  const char *val = json_string_value(json_object_get(opts, "val"));
+  if (val && !o->val) o->val = o->val_from_ckpt = bm_xstrdup(val);
+  if (!val && o->val) bm_usage_die("--val: the run of %s had no validation set; it cannot get one now", p);
+}
+
+/* The training data must be what the checkpoint was trained on. */
+static void resume_fits(const char *p, const bm_linhead *ck, const dataset *ds) {
+  if (ck->C != ds->C)
+    bm_die("%s: the checkpoint has %d classes, %s names %d: not the data it was trained on", p, ck->C, ds->name, ds->C);
+  for (int k = 0; k < ds->C; k++)
+    if (strcmp(ck->classes[k], ds->classes[k]))
+      bm_die("%s: class %d is \"%s\" in the checkpoint, \"%s\" in %s", p, k, ck->classes[k], ds->classes[k], ds->name);
+  if (ck->multilabel != ds->multilabel)
+    bm_die("%s: a %s checkpoint, but %s is %s", p, ck->multilabel ? "multilabel" : "multiclass", ds->name,
+           ds->multilabel ? "multilabel" : "multiclass");
+  if (ck->dims[0] != ds->dims[0] || ck->dims[1] != ds->dims[1])
+    bm_die("%s: features of width %d+%d in the checkpoint, %d+%d in %s (img_emb+txt_emb)", p, ck->dims[0],
+           ck->dims[1], ds->dims[0], ds->dims[1], ds->name);
+}
+
+/* The tensors and counters of a checkpoint into h and st. */
+static void resume_state(const options *o, const bm_linhead *ck, head *h, train_state *st) {
+  const char *p = o->resume;
+  memcpy(h->W, ck->W, sizeof(float) * (size_t)h->C * (size_t)h->D);
+  memcpy(h->b, ck->b, sizeof(float) * (size_t)h->C);
+  static const char *names[4] = {"optim.m.head.weight", "optim.v.head.weight", "optim.m.head.bias", "optim.v.head.bias"};
+  for (int i = 0; i < 4; i++) {
+    bm_adamw_param *q = &h->opt.params[i / 2];
+    int64_t shape[2] = {h->C, h->D};
+    char err[512];
+    const bm_weight *w = bm_weights_expect(&ck->ws, names[i], i < 2 ? 2 : 1, shape, err, sizeof err);
+    if (!w || w->dtype != BM_W_F32) bm_die("%s: cannot resume: %s", p, w ? "optimizer state is not f32" : err);
+    memcpy(i % 2 ? q->v : q->m, w->data, q->n * sizeof(float));
+  }
+  json_t *c = ck->config, *best = json_object_get(c, "best");
+  st->epoch = (long)cfg_num(c, "epoch", p);
+  st->step = (long)cfg_num(c, "step", p);
+  st->bad_epochs = (long)cfg_num(c, "bad_epochs", p);
+  st->finished = json_is_true(json_object_get(c, "finished"));
+  st->best_epoch = (long)cfg_num(best, "epoch", p);
+  json_t *bv = json_object_get(best, "value");
+  st->best = json_is_number(bv) ? json_number_value(bv) : NAN;
+  if (st->epoch < 1 || st->epoch > o->epochs || st->step < 0)
+    bm_die("%s: config epoch %ld / step %ld do not fit a run of %ld epochs", p, st->epoch, st->step, o->epochs);
+  h->opt.step = st->step;
+}
+
+static void log_line(FILE *lf, json_t *j, const char *path) {
+  if (!lf) {
+    json_decref(j);
+    return;
+  }
+  char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
+  json_decref(j);
+  if (fprintf(lf, "%s\n", s) < 0 || fflush(lf)) bm_die("%s: cannot write the log: %s", path, strerror(errno));
+  free(s);
+}
+
+static void fmt_eta(double s, char *buf, size_t n) {
+  if (!isfinite(s) || s < 0) s = 0;
+  long t = (long)(s + 0.5);
+  if (t >= 3600) snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+  else snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+}
+
+static void parse_args(int argc, char **argv, options *o) {
+  enum { FEAT = 256, LR, WD, WARMUP, CLIP, SEED, FRAC, POSW, VAL, SEL, PAT, INIT, RESUME, STOP, LOG };
+  static const struct option longs[] = {
+      {"mode", required_argument, 0, 'M'},      {"output", required_argument, 0, 'o'},
+      {"features", required_argument, 0, FEAT}, {"epochs", required_argument, 0, 'e'},
+      {"batch", required_argument, 0, 'b'},     {"lr", required_argument, 0, LR},
+      {"weight-decay", required_argument, 0, WD}, {"warmup", required_argument, 0, WARMUP},
+      {"clip", required_argument, 0, CLIP},     {"seed", required_argument, 0, SEED},
+      {"fraction", required_argument, 0, FRAC}, {"pos-weight", required_argument, 0, POSW},
+      {"val", required_argument, 0, VAL},       {"select", required_argument, 0, SEL},
+      {"patience", required_argument, 0, PAT},  {"init", required_argument, 0, INIT},
+      {"resume", required_argument, 0, RESUME}, {"stop-after", required_argument, 0, STOP},
+      {"threads", required_argument, 0, 'j'},   {"log", required_argument, 0, LOG},
+      {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  const char *mode = NULL;
+  int c;
+  while ((c = getopt_long(argc, argv, "M:o:e:b:j:qh", longs, NULL)) != -1) {
+    const char *name = NULL;
+    for (int i = 0; longs[i].name; i++)
+      if (longs[i].val == c) name = longs[i].name;
+    switch (c) {
+    case 'M': mode = optarg; break;
+    case 'o': o->out = optarg; break;
+    case FEAT:
+      if (bm_feat_parse(optarg, &o->feat)) bm_usage_die("--features %s: expected img, txt or both", optarg);
+      o->given[O_FEAT] = 1;
+      break;
+    case 'e': case 'b': case WARMUP: case SEED: case PAT: case STOP: case 'j': {
+      long v, lo = c == WARMUP || c == SEED || c == PAT ? 0 : 1;
+      long hi = c == SEED ? LONG_MAX : c == 'j' ? 1024 : c == 'b' ? 1 << 20 : 1L << 40;
+      if (bm_parse_long(optarg, lo, hi, &v)) bm_usage_die("--%s %s: expected a whole number >= %ld", name, optarg, lo);
+      if (c == 'e') o->epochs = v, o->given[O_EPOCHS] = 1;
+      if (c == 'b') o->batch = v, o->given[O_BATCH] = 1;
+      if (c == WARMUP) o->warmup = v, o->given[O_WARMUP] = 1;
+      if (c == SEED) o->seed = v, o->given[O_SEED] = 1;
+      if (c == PAT) o->patience = v, o->given[O_PATIENCE] = 1;
+      if (c == STOP) o->stop_after = v;
+      if (c == 'j') o->threads = v;
+      break;
+    }
+    case LR: case WD: case CLIP: case FRAC: {
+      double v;
+      if (bm_parse_double(optarg, &v) || !isfinite(v) || v < 0 || (c == LR && v == 0) ||
+          (c == FRAC && (v <= 0 || v > 1)))
+        bm_usage_die("--%s %s: expected a %s", name, optarg,
+                     c == FRAC ? "fraction in (0, 1]" : c == LR ? "positive number" : "number >= 0");
+      if (c == LR) o->lr = v, o->given[O_LR] = 1;
+      if (c == WD) o->wd = v, o->given[O_WD] = 1;
+      if (c == CLIP) o->clip = v, o->given[O_CLIP] = 1;
+      if (c == FRAC) o->fraction = v, o->given[O_FRACTION] = 1;
+      break;
+    }
+    case POSW:
+      if (!strcmp(optarg, "none")) o->pos_weight = 0;
+      else if (!strcmp(optarg, "inverse-freq")) o->pos_weight = 1;
+      else bm_usage_die("--pos-weight %s: expected none or inverse-freq", optarg);
+      o->given[O_POSW] = 1;
+      break;
+    case SEL:
+      o->select = index_of(optarg, sel_names, 4);
+      if (o->select < 0) bm_usage_die("--select %s: expected loss, accuracy, balanced_accuracy or auc_macro", optarg);
+      o->given[O_SELECT] = 1;
+      break;
+    case VAL: o->val = optarg; break;
+    case INIT: o->init = optarg; break;
+    case RESUME: o->resume = optarg; break;
+    case LOG: o->log = optarg; break;
+    case 'q': o->quiet = 1; break;
+    case 'h': fputs(usage, stdout); exit(0);
+    default: bm_usage_die("unknown option (see --help)");
+    }
+  }
+  if (!mode) bm_usage_die("--mode is required: linear (finetune, fusion and contrastive come later)");
+  if (strcmp(mode, "linear")) {
+    if (!strcmp(mode, "finetune") || !strcmp(mode, "fusion") || !strcmp(mode, "regularized") ||
+        !strcmp(mode, "contrastive"))
+      bm_usage_die("--mode %s: not yet: only linear for now", mode);
+    bm_usage_die("--mode %s: expected linear", mode);
+  }
+  if (!o->out) bm_usage_die("-o OUT.safetensors is required");
+  if (argc - optind != 1) bm_usage_die("one training file (see --help)");
+  o->train = argv[optind];
+  if (o->patience && !o->val) bm_usage_die("--patience needs --val (it stops on the validation metric)");
+  if (o->given[O_SELECT] && !o->val) bm_usage_die("--select needs --val");
+  if (o->init && o->resume) bm_usage_die("--init and --resume: a resumed run continues from its checkpoint");
+}
+
+static char *last_path(const char *out) {
+  size_t n = strlen(out);
+  const char *ext = ".safetensors";
+  size_t e = strlen(ext);
+  size_t stem = n > e && !strcmp(out + n - e, ext) ? n - e : n;
+  char *p = bm_xmalloc(stem + 32);
+  memcpy(p, out, stem);
+  strcpy(p + stem, ".last.safetensors");
+  return p;
+}
+
+int main(int argc, char **argv) {
+  bm_set_progname(argv[0]);
+  options o = {.epochs = 10, .batch = 64, .lr = 1e-3, .fraction = 1, .pos_weight = 1};
+  parse_args(argc, argv, &o);
+  if (o.threads) omp_set_num_threads((int)o.threads);
+  char *lastp = last_path(o.out);
+  if (!strcmp(lastp, o.out) || (o.resume && !strcmp(o.resume, o.out)))
+    bm_usage_die("-o %s: resume from %s, not from the best checkpoint", o.out, lastp);
+
+  char *dir = bm_xstrdup(o.out); /* find out now, not after the first epoch */
+  if (access(dirname(dir), W_OK)) bm_die("-o %s: cannot write in %s: %s", o.out, dir, strerror(errno));
+  free(dir);
+  bm_linhead ck = {0};
+  char err[1024];
+  if (o.resume) {
+    if (bm_linhead_load(o.resume, &ck, err, sizeof err)) bm_die("--resume: %s", err);
+    resume_options(&o, &ck);
+    long done = (long)cfg_num(ck.config, "epoch", o.resume);
+    if (json_is_true(json_object_get(ck.config, "finished")) || done >= o.epochs) {
+      if (!o.quiet) bm_warn("%s: the run is complete (epoch %ld of %ld): nothing to do", o.resume, done, o.epochs);
+      bm_linhead_free(&ck);
+      free(lastp);
+      free(o.val_from_ckpt);
+      return 0;
+    }
+  }
+  dataset ds, vs = {0};
+  load_set(o.train, o.feat, o.resume ? ck.dims : NULL, &ds);
+  if (o.resume) resume_fits(o.resume, &ck, &ds);
+  if (o.val) {
+    load_set(o.val, o.feat, ds.dims, &vs);
+    if (vs.C != ds.C || vs.multilabel != ds.multilabel)
+      bm_die("%s: %s with %d classes, %s: %s with %d", vs.name, vs.multilabel ? "multilabel" : "multiclass", vs.C,
+             ds.name, ds.multilabel ? "multilabel" : "multiclass", ds.C);
+    for (int k = 0; k < ds.C; k++)
+      if (strcmp(vs.classes[k], ds.classes[k]))
+        bm_die("%s: class %d is \"%s\", in %s \"%s\"", vs.name, k, vs.classes[k], ds.name, ds.classes[k]);
+  }
+  long m;
+  long *idx = select_subset(&ds, o.fraction, (uint64_t)o.seed, &m);
+
+  head h = {.C = ds.C, .D = ds.D, .multilabel = ds.multilabel};
+  size_t CD = (size_t)h.C * (size_t)h.D;
+  h.W = bm_xcalloc(CD, sizeof(float));
+  h.b = bm_xcalloc((size_t)h.C, sizeof(float));
+  h.gW = bm_xcalloc(CD, sizeof(float));
+  h.gb = bm_xcalloc((size_t)h.C, sizeof(float));
+  bm_adamw_init(&h.opt, BETA1, BETA2, EPS);
+  int gw = bm_adamw_add_group(&h.opt, o.lr, o.wd), gb = bm_adamw_add_group(&h.opt, o.lr, 0); /* no decay on biases */
+  bm_adamw_add_param(&h.opt, "head.weight", h.W, h.gW, CD, gw);
+  bm_adamw_add_param(&h.opt, "head.bias", h.b, h.gb, (size_t)h.C, gb);
+  long *npos = bm_xcalloc((size_t)h.C, sizeof(long));
+  for (long j = 0; j < m; j++)
+    for (int k = 0; k < h.C; k++) npos[k] += ds.y[(size_t)idx[j] * (size_t)h.C + (size_t)k];
+  if (ds.multilabel && o.pos_weight) {
+    h.pw = bm_xmalloc(sizeof(float) * (size_t)h.C);
+    bm_pos_weight_inverse_freq(npos, m, h.C, h.pw);
+    for (int k = 0; k < h.C; k++)
+      if (!npos[k]) bm_warn("%s: class \"%s\" has no positive record in the training set: weight 1", ds.name, ds.classes[k]);
+  }
+  if (o.init) {
+    bm_weights iw;
+    if (bm_weights_load(o.init, &iw, err, sizeof err)) bm_die("--init: %s", err);
+    int64_t shape[2] = {h.C, h.D};
+    const bm_weight *w = bm_weights_expect(&iw, "head.weight", 2, shape, err, sizeof err);
+    const bm_weight *b = w ? bm_weights_expect(&iw, "head.bias", 1, shape, err, sizeof err) : NULL;
+    if (!w || !b) bm_die("--init: %s", err);
+    float *fw = bm_weight_to_f32(w), *fb = bm_weight_to_f32(b);
+    if (!fw || !fb) bm_die("--init %s: head.weight and head.bias must be floats", o.init);
+    memcpy(h.W, fw, CD * sizeof(float));
+    memcpy(h.b, fb, (size_t)h.C * sizeof(float));
+    free(fw), free(fb);
+    bm_weights_free(&iw);
+  }
+  train_state st = {.best = NAN, .n_train = ds.n, .n_used = m, .npos = npos};
+  if (o.resume) {
+    resume_state(&o, &ck, &h, &st);
+    bm_linhead_free(&ck);
+  }
+
+  FILE *lf = NULL;
+  if (o.log && !(lf = fopen(o.log, o.resume ? "a" : "w"))) bm_die("cannot open %s: %s", o.log, strerror(errno));
+  long B = o.batch, spe = (m + B - 1) / B, total = o.epochs * spe;
+  float *X = bm_xmalloc(bm_mul_size((size_t)B * (size_t)h.D, sizeof(float)));
+  float *Y = bm_xmalloc(bm_mul_size((size_t)B * (size_t)h.C, sizeof(float)));
+  float *L = bm_xmalloc(bm_mul_size((size_t)B * (size_t)h.C, sizeof(float)));
+  float *dL = bm_xmalloc(bm_mul_size((size_t)B * (size_t)h.C, sizeof(float)));
+  long *perm = bm_xmalloc(sizeof(long) * (size_t)m), *bidx = bm_xmalloc(sizeof(long) * (size_t)B);
+  bm_recslot slot;
+  bm_recslot_init(&slot);
+  bm_progress prog;
+  bm_progress_init(&prog, o.quiet);
+  double t0 = bm_now();
+  long steps_here = 0, end = o.stop_after && o.stop_after < o.epochs ? o.stop_after : o.epochs;
+  for (long e = st.epoch; e < end; e++) {
+    bm_permutation(perm, m, sub_seed((uint64_t)o.seed, (uint64_t)e));
+    double sum = 0;
+    for (long s = 0; s < spe; s++) {
+      double ts = bm_now();
+      int bs = (int)(m - s * B < B ? m - s * B : B);
+      for (int j = 0; j < bs; j++) bidx[j] = idx[perm[s * B + j]];
+      read_batch(&ds, o.feat, bidx, bs, &slot, X, Y);
+      bm_linear_forward(X, h.W, h.b, bs, h.D, h.C, L);
+      double loss = batch_loss(&h, L, Y, bs, dL);
+      if (!isfinite(loss)) {
+        bm_progress_done(&prog);
+        if (e > 0)
+          bm_die("loss is %s at step %ld (epoch %ld, step %ld of the epoch): stopped; %s holds epoch %ld, the last "
+                 "good one", isnan(loss) ? "nan" : "inf", st.step + 1, e + 1, s + 1, lastp, e);
+        bm_die("loss is %s at step %ld (epoch 1, step %ld of the epoch): stopped; no checkpoint was written",
+               isnan(loss) ? "nan" : "inf", st.step + 1, s + 1);
+      }
+      bm_linear_backward(X, dL, bs, h.D, h.C, h.gW, h.gb);
+      double gnorm = bm_clip_grad_norm(&h.opt, o.clip);
+      double f = bm_cosine_warmup(st.step, o.warmup, total);
+      bm_adamw_step(&h.opt, f);
+      st.step++, steps_here++;
+      sum += loss * bs;
+      double now = bm_now();
+      char eta[32];
+      fmt_eta((now - t0) / (double)steps_here * (double)(end * spe - st.step), eta, sizeof eta);
+      bm_progress_update(&prog, "epoch %ld/%ld step %ld/%ld loss %.4f ETA %s", e + 1, o.epochs, st.step, total,
+                         loss, eta);
+      log_line(lf, json_pack("{sIsIsfsfsfsf}", "step", (json_int_t)st.step, "epoch", (json_int_t)(e + 1), "loss",
+                             loss, "lr", o.lr * f, "grad_norm", gnorm, "samples_per_s",
+                             bs / (now - ts > 1e-9 ? now - ts : 1e-9)),
+               o.log);
+    }
+    st.epoch = e + 1;
+    int improved;
+    json_t *ej = json_pack("{sIsIsf}", "epoch", (json_int_t)st.epoch, "step", (json_int_t)st.step, "train_loss",
+                           sum / (double)m);
+    if (o.val) {
+      st.last_val = evaluate(&h, &vs, o.feat, (int)B);
+      st.has_val = 1;
+      double v = st.last_val.v[o.select];
+      improved = st.best_epoch == 0 || better(o.select, v, st.best);
+      if (improved) st.best = v, st.best_epoch = st.epoch, st.bad_epochs = 0;
+      else st.bad_epochs++;
+      json_object_set_new(ej, "val", val_json(&st.last_val));
+    } else {
+      improved = 1; /* nothing to select on: OUT is the last epoch */
+      st.best_epoch = st.epoch;
+    }
+    if (st.epoch == o.epochs || (o.patience && st.bad_epochs >= o.patience)) st.finished = 1;
+    json_object_set_new(ej, "best_epoch", json_integer(st.best_epoch));
+    if (improved) save(o.out, &o, &ds, &h, &st);
+    save(lastp, &o, &ds, &h, &st);
+    log_line(lf, ej, o.log);
+    if (st.finished && st.epoch < o.epochs) {
+      bm_progress_done(&prog);
+      if (!o.quiet) bm_warn("no improvement of %s for %ld epochs: stopped after epoch %ld", sel_names[o.select],
+                            st.bad_epochs, st.epoch);
+      break;
+    }
+  }
+  bm_progress_done(&prog);
+  if (!o.quiet) {
+    char b[64] = "";
+    if (o.val) snprintf(b, sizeof b, " (%s %.6g)", sel_names[o.select], st.best);
+    bm_warn("%ld of %ld epochs, %ld steps on %ld of %ld records; best epoch %ld%s in %s, last in %s", st.epoch,
+            o.epochs, st.step, m, ds.n, st.best_epoch, b, o.out, lastp);
+  }
+  if (lf && fclose(lf)) bm_die("%s: %s", o.log, strerror(errno));
+  bm_recslot_free(&slot);
+  free(X), free(Y), free(L), free(dL), free(perm), free(bidx), free(idx), free(lastp), free(npos);
+  free(h.W), free(h.b), free(h.gW), free(h.gb), free(h.pw);
+  bm_adamw_free(&h.opt);
+  free_set(&ds);
+  if (o.val) free_set(&vs);
+  free(o.val_from_ckpt);
+  return 0;
+}
