@@ -23,7 +23,7 @@ int bm_feat_parse(const char *s, bm_feat *f) {
   return -1;
 }
 
-int bm_linear_features(const msgpack_object *rec, bm_feat f, int dims[2], float *dst,
+int bm_linhead_features(const msgpack_object *rec, bm_feat f, int dims[2], float *dst,
                        size_t cap, const char **missing, char *err, size_t errlen) {
   int D = 0;
   for (int k = 0; k < 2; k++) {
@@ -66,7 +66,7 @@ int bm_linear_features(const msgpack_object *rec, bm_feat f, int dims[2], float 
   return D;
 }
 
-void bm_linear_forward(const float *X, const float *W, const float *b, int B, int D, int C,
+void bm_linhead_forward(const float *X, const float *W, const float *b, int B, int D, int C,
                        float *logits) {
 #pragma omp parallel for schedule(static) if ((long)B * C * D > BM_LINEAR_PAR_MIN)
   for (int i = 0; i < B; i++) {
@@ -80,7 +80,7 @@ void bm_linear_forward(const float *X, const float *W, const float *b, int B, in
   }
 }
 
-void bm_linear_backward(const float *X, const float *dlogits, int B, int D, int C, float *dW,
+void bm_linhead_backward(const float *X, const float *dlogits, int B, int D, int C, float *dW,
                         float *db) {
 #pragma omp parallel if ((long)B * C * D > BM_LINEAR_PAR_MIN)
   {
@@ -104,7 +104,7 @@ void bm_linear_backward(const float *X, const float *dlogits, int B, int D, int 
   }
 }
 
-void bm_linear_prob(const float *logits, int C, int multilabel, float *prob) {
+void bm_linhead_prob(const float *logits, int C, int multilabel, float *prob) {
   if (multilabel) {
     for (int c = 0; c < C; c++) prob[c] = (float)(1 / (1 + exp(-(double)logits[c])));
     return;

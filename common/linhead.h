@@ -27,7 +27,7 @@ int bm_feat_parse(const char *s, bm_feat *f); /* 0 ok */
  * dims[k] == 0 is learnt from this record; afterwards every record must
  * match. Returns D (> 0); 0 with *missing set to the absent key; -1 with a
  * reason in err (wrong dtype, rank, size, or a value that is not finite). */
-int bm_linear_features(const msgpack_object *rec, bm_feat f, int dims[2], float *dst,
+int bm_linhead_features(const msgpack_object *rec, bm_feat f, int dims[2], float *dst,
                        size_t cap, const char **missing, char *err, size_t errlen);
 
 /* Below this many multiply-adds a batch runs on one thread: a linear probe
@@ -38,16 +38,16 @@ int bm_linear_features(const msgpack_object *rec, bm_feat f, int dims[2], float 
 
 /* logits[B,C] = X[B,D] W[C,D]^T + b[C], each dot product summed in double in
  * index order: the bits do not depend on the thread count. */
-void bm_linear_forward(const float *X, const float *W, const float *b, int B, int D, int C,
+void bm_linhead_forward(const float *X, const float *W, const float *b, int B, int D, int C,
                        float *logits);
 /* dW[C,D] = dlogits^T X and db[C] = column sums of dlogits (overwritten, not
  * accumulated), summed over the batch in order, in double. */
-void bm_linear_backward(const float *X, const float *dlogits, int B, int D, int C, float *dW,
+void bm_linhead_backward(const float *X, const float *dlogits, int B, int D, int C, float *dW,
                         float *db);
 
 /* prob from logits: softmax across classes (multiclass) or the sigmoid of
  * each (multilabel), in double. */
-void bm_linear_prob(const float *logits, int C, int multilabel, float *prob);
+void bm_linhead_prob(const float *logits, int C, int multilabel, float *prob);
 
 typedef struct {
   bm_feat feat;

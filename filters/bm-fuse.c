@@ -282,7 +282,7 @@ static int apply_head(const options *opt, const char *input, const char *input_n
     char where[512];
     const char *missing = NULL;
     int dims[2] = {hd.dims[0], hd.dims[1]};
-    int D = bm_linear_features(rec, hd.feat, dims, x, (size_t)hd.D, &missing, err, sizeof err);
+    int D = bm_linhead_features(rec, hd.feat, dims, x, (size_t)hd.D, &missing, err, sizeof err);
     bm_out_reset(&o);
     if (D == 0) { /* as zero-shot: records without the features pass through */
       passed++;
@@ -290,8 +290,8 @@ static int apply_head(const options *opt, const char *input, const char *input_n
       continue;
     }
     if (D < 0) bm_die("%s: %s (the head %s)", bm_reader_where(r, where, sizeof where), err, opt->model);
-    bm_linear_forward(x, hd.W, hd.b, 1, hd.D, hd.C, scores);
-    bm_linear_prob(scores, hd.C, hd.multilabel, prob);
+    bm_linhead_forward(x, hd.W, hd.b, 1, hd.D, hd.C, scores);
+    bm_linhead_prob(scores, hd.C, hd.multilabel, prob);
     if (write_scored(w, rec, &o, hd.C, scores, prob)) return 1;
     scored++;
   }

@@ -155,7 +155,7 @@ static void load_set(const char *path, bm_feat feat, const int *dims, dataset *d
     read_target(ds, i, rec, tmp, ds->y + (size_t)i * (size_t)ds->C);
     const char *missing = NULL;
     char err[256];
-    int D = bm_linear_features(rec, feat, ds->dims, x, cap, &missing, err, sizeof err);
+    int D = bm_linhead_features(rec, feat, ds->dims, x, cap, &missing, err, sizeof err);
     if (D == 0)
       bm_die("%s: record %ld: no \"%s\" (--features %s needs it)", ds->name, i + 1, missing, bm_feat_name(feat));
     if (D < 0) bm_die("%s: record %ld: %s", ds->name, i + 1, err);
@@ -251,7 +251,7 @@ static void read_batch(const dataset *ds, bm_feat feat, const long *idx, int B, 
     const char *missing = NULL;
     char err[256];
     int dims[2] = {ds->dims[0], ds->dims[1]};
-    int D = bm_linear_features(rec, feat, dims, X + (size_t)j * (size_t)ds->D, (size_t)ds->D, &missing,
+    int D = bm_linhead_features(rec, feat, dims, X + (size_t)j * (size_t)ds->D, (size_t)ds->D, &missing,
                                err, sizeof err);
     if (D != ds->D) /* the file was checked when indexed: it changed under us */
       bm_die("%s: record %ld: %s", ds->name, idx[j] + 1, D == 0 ? "lost its features since it was indexed" : err);
@@ -296,12 +296,12 @@ static val_result evaluate(const head *h, const dataset *vs, bm_feat feat, int b
     int B = (int)(n - at < (size_t)batch ? n - at : (size_t)batch);
     for (int j = 0; j < B; j++) idx[j] = (long)at + j;
     read_batch(vs, feat, idx, B, &slot, X, Y);
-    bm_linear_forward(X, h->W, h->b, B, h->D, h->C, L);
+    bm_linhead_forward(X, h->W, h->b, B, h->D, h->C, L);
     total += batch_loss(h, L, Y, B, NULL) * B;
     for (int j = 0; j < B; j++) {
       const float *l = L + (size_t)j * C;
       size_t i = at + (size_t)j;
-      bm_linear_prob(l, h->C, h->multilabel, P);
+      bm_linhead_prob(l, h->C, h->multilabel, P);
       int32_t top = 0;
       for (size_t k = 0; k < C; k++) {
         s.p[k * n + i] = P[k];
@@ -734,7 +734,7 @@ int main(int argc, char **argv) {
       int bs = (int)(m - s * B < B ? m - s * B : B);
       for (int j = 0; j < bs; j++) bidx[j] = idx[perm[s * B + j]];
       read_batch(&ds, o.feat, bidx, bs, &slot, X, Y);
-      bm_linear_forward(X, h.W, h.b, bs, h.D, h.C, L);
+      bm_linhead_forward(X, h.W, h.b, bs, h.D, h.C, L);
       double loss = batch_loss(&h, L, Y, bs, dL);
       if (!isfinite(loss)) {
         bm_progress_done(&prog);
@@ -744,7 +744,7 @@ int main(int argc, char **argv) {
         bm_die("loss is %s at step %ld (epoch 1, step %ld of the epoch): stopped; no checkpoint was written",
                isnan(loss) ? "nan" : "inf", st.step + 1, s + 1);
       }
-      bm_linear_backward(X, dL, bs, h.D, h.C, h.gW, h.gb);
+      bm_linhead_backward(X, dL, bs, h.D, h.C, h.gW, h.gb);
       double gnorm = bm_clip_grad_norm(&h.opt, o.clip);
       double f = bm_cosine_warmup(st.step, o.warmup, total);
       bm_adamw_step(&h.opt, f);

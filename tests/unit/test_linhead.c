@@ -17,7 +17,7 @@ enum { B = 7, D = 13, C = 5 };
 
 static double loss_of(const float *X, const float *W, const float *b, const float *Y, const float *pw, int ml) {
   float L[B * C];
-  bm_linear_forward(X, W, b, B, D, C, L);
+  bm_linhead_forward(X, W, b, B, D, C, L);
   return ml ? bm_bce_logits(L, Y, pw, B, C, NULL) : bm_softmax_xent(L, Y, B, C, NULL);
 }
 
@@ -31,7 +31,7 @@ int main(void) {
   for (int i = 0; i < C * D; i++) W[i] = (float)(bm_rng_uniform(&rng) - 0.5);
   for (int i = 0; i < C; i++) b[i] = (float)(bm_rng_uniform(&rng) - 0.5), pw[i] = (float)(0.5 + 3 * bm_rng_uniform(&rng));
 
-  bm_linear_forward(X, W, b, B, D, C, L);
+  bm_linhead_forward(X, W, b, B, D, C, L);
   double worst = 0;
   for (int i = 0; i < B; i++)
     for (int c = 0; c < C; c++) {
@@ -48,12 +48,12 @@ int main(void) {
         if (ml) Y[i * C + c] = bm_rng_uniform(&rng) < 0.4;
     if (!ml)
       for (int i = 0; i < B; i++) Y[i * C + (int)(bm_rng_next(&rng) % C)] = 1;
-    bm_linear_forward(X, W, b, B, D, C, L);
+    bm_linhead_forward(X, W, b, B, D, C, L);
     if (ml) bm_bce_logits(L, Y, pw, B, C, dL);
     else bm_softmax_xent(L, Y, B, C, dL);
     memset(dW, 0xff, sizeof dW); /* poisoned: backward must overwrite */
     memset(db, 0xff, sizeof db);
-    bm_linear_backward(X, dL, B, D, C, dW, db);
+    bm_linhead_backward(X, dL, B, D, C, dW, db);
     double err = 0, scale = 0;
     const float h = 1e-2f;
     for (int k = 0; k < C * D + C; k++) {
@@ -84,8 +84,8 @@ int main(void) {
     for (int t = 0; t < 2; t++) {
       omp_set_num_threads(t ? 3 : 1);
       l[t] = malloc(sizeof(float) * BB * CC), gw[t] = malloc(sizeof(float) * CC * DD), gb[t] = malloc(sizeof(float) * CC);
-      bm_linear_forward(x, w, bb, BB, DD, CC, l[t]);
-      bm_linear_backward(x, g, BB, DD, CC, gw[t], gb[t]);
+      bm_linhead_forward(x, w, bb, BB, DD, CC, l[t]);
+      bm_linhead_backward(x, g, BB, DD, CC, gw[t], gb[t]);
     }
     CHECK(!memcmp(l[0], l[1], sizeof(float) * BB * CC) && !memcmp(gw[0], gw[1], sizeof(float) * CC * DD) &&
               !memcmp(gb[0], gb[1], sizeof(float) * CC),
@@ -95,11 +95,11 @@ int main(void) {
   }
 
   float prob[C];
-  bm_linear_prob(L, C, 0, prob);
+  bm_linhead_prob(L, C, 0, prob);
   double sum = 0;
   for (int c = 0; c < C; c++) sum += prob[c];
   CHECK(fabs(sum - 1) < 1e-6, "softmax prob sums to 1");
-  bm_linear_prob(L, C, 1, prob);
+  bm_linhead_prob(L, C, 1, prob);
   CHECK(fabs(prob[2] - 1 / (1 + exp(-(double)L[2]))) < 1e-7, "sigmoid prob");
   CHECK_DONE();
 }
