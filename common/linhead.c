@@ -24,7 +24,7 @@ int bm_feat_parse(const char *s, bm_feat *f) {
 }
 
 int bm_linhead_features(const msgpack_object *rec, bm_feat f, int dims[2], float *dst,
-                       size_t cap, const char **missing, char *err, size_t errlen) {
+                        size_t cap, const char **missing, char *err, size_t errlen) {
   int D = 0;
   for (int k = 0; k < 2; k++) {
     if ((f == BM_FEAT_IMG && k == 1) || (f == BM_FEAT_TXT && k == 0)) continue;
@@ -67,7 +67,7 @@ int bm_linhead_features(const msgpack_object *rec, bm_feat f, int dims[2], float
 }
 
 void bm_linhead_forward(const float *X, const float *W, const float *b, int B, int D, int C,
-                       float *logits) {
+                        float *logits) {
 #pragma omp parallel for schedule(static) if ((long)B * C * D > BM_LINEAR_PAR_MIN)
   for (int i = 0; i < B; i++) {
     const float *x = X + (size_t)i * (size_t)D;
@@ -81,7 +81,7 @@ void bm_linhead_forward(const float *X, const float *W, const float *b, int B, i
 }
 
 void bm_linhead_backward(const float *X, const float *dlogits, int B, int D, int C, float *dW,
-                        float *db) {
+                         float *db) {
 #pragma omp parallel if ((long)B * C * D > BM_LINEAR_PAR_MIN)
   {
     /* each (c, d) sums over the batch in order; walking X row by row keeps

@@ -28,7 +28,7 @@ int bm_feat_parse(const char *s, bm_feat *f); /* 0 ok */
  * match. Returns D (> 0); 0 with *missing set to the absent key; -1 with a
  * reason in err (wrong dtype, rank, size, or a value that is not finite). */
 int bm_linhead_features(const msgpack_object *rec, bm_feat f, int dims[2], float *dst,
-                       size_t cap, const char **missing, char *err, size_t errlen);
+                        size_t cap, const char **missing, char *err, size_t errlen);
 
 /* Below this many multiply-adds a batch runs on one thread: a linear probe
  * of a few classes spends its time reading records, and waking threads for
@@ -39,11 +39,11 @@ int bm_linhead_features(const msgpack_object *rec, bm_feat f, int dims[2], float
 /* logits[B,C] = X[B,D] W[C,D]^T + b[C], each dot product summed in double in
  * index order: the bits do not depend on the thread count. */
 void bm_linhead_forward(const float *X, const float *W, const float *b, int B, int D, int C,
-                       float *logits);
+                        float *logits);
 /* dW[C,D] = dlogits^T X and db[C] = column sums of dlogits (overwritten, not
  * accumulated), summed over the batch in order, in double. */
 void bm_linhead_backward(const float *X, const float *dlogits, int B, int D, int C, float *dW,
-                        float *db);
+                         float *db);
 
 /* prob from logits: softmax across classes (multiclass) or the sigmoid of
  * each (multilabel), in double. */
