@@ -44,7 +44,7 @@ bm-score "$work/zeroshot.bmr"
 
 if [ -x "$BM_BIN/bm-train" ]; then
   step "5. linear probe: bm-train --mode linear on train, chosen on val, scored on test"
-  bm-train --mode linear --epochs 30 --batch 16 --lr 1e-2 --val "$work/val-emb.bmr" -q \
+  bm-train --mode linear --epochs 100 --batch 16 --lr 0.2 --val "$work/val-emb.bmr" -q \
     -o "$work/head.safetensors" "$work/train-emb.bmr"
   bm-fuse -q -m "$work/head.safetensors" < "$work/test-emb.bmr" | bm-score
 fi
