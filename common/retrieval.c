@@ -4,7 +4,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "util.h"
 
@@ -88,27 +87,11 @@ static void count_tile(const ranker *rk, const float *S, size_t r0, size_t nr, s
   }
 }
 
-/* OpenBLAS 0.3.21 does not know some recent Xeons by model (a VM may show
- * just "Intel Xeon Processor") and falls back to its SSE3 "Prescott"
- * kernels: 2-4x slower GEMM. The core type can only be chosen in the
- * environment before the library loads, so say how. */
-static void check_kernels(void) {
-  static const char *fast[] = {"haswell", "skylakex", "cooperlake", "sapphirerapids", "zen"};
-  const char *core = openblas_get_corename();
-  if (!core || getenv("OPENBLAS_CORETYPE") || !__builtin_cpu_supports("avx2")) return;
-  for (size_t i = 0; i < sizeof fast / sizeof fast[0]; i++)
-    if (strcasecmp(core, fast[i]) == 0) return;
-  int avx512 = __builtin_cpu_supports("avx512f");
-  bm_warn("OpenBLAS chose its %s kernels on a CPU with %s: GEMM runs 2-4x slower than it can; "
-          "set OPENBLAS_CORETYPE=%s", core, avx512 ? "AVX-512" : "AVX2", avx512 ? "SkylakeX" : "Haswell");
-}
-
 static double norm(const float *v, size_t d) { return sqrt(bm_pair_score(v, v, d)); }
 
 void bm_retrieval_counts(const float *img, const float *txt, size_t n, size_t d,
                          const bm_retrieval_opts *opt, int64_t *i2t_better, int64_t *i2t_tied,
                          int64_t *t2i_better, int64_t *t2i_tied) {
-  if (!opt->quiet) check_kernels();
   size_t B = opt->block ? opt->block : 1024;
   if (B > n) B = n ? n : 1;
   /* the rounding bound below needs d * 2^-24 well under 1 */

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "aggregate.h"
+#include "kernels.h"
 #include "scorereport.h"
 #include "scoretable.h"
 #include "svgplot.h"
@@ -180,6 +181,7 @@ static json_t *score_stream(const char *path, const options *o) {
 
 int main(int argc, char **argv) {
   bm_set_progname(argv[0]);
+  bm_blas_init(argv); /* retrieval GEMMs: OpenBLAS's right kernels */
   options o = {.threshold = 0.5, .thr_metric = BM_THR_F1};
   parse_options(argc, argv, &o);
   json_t *report;
