@@ -30,7 +30,8 @@ timed() { # label command...: wall seconds and peak RSS from /usr/bin/time -v
   echo "$label: ${wall}s wall, peak RSS $((rss / 1024)) MiB"
 }
 
-core=$(OPENBLAS_VERBOSE=2 bm-score --help 2>&1 | sed -n 's/^Core: //p')
+# the last Core line: bm-score re-executes itself when OpenBLAS chose its fallback
+core=$(OPENBLAS_VERBOSE=2 bm-score --help 2>&1 | sed -n 's/^Core: //p' | tail -n 1)
 echo "# $(nproc) cores, OpenBLAS $(pkg-config --modversion openblas 2>/dev/null) ($core kernels), $(date -u +%FT%TZ)"
 "$PY" "$REF" gen-pairs "$T/pairs.bmr" --n "$N" --d "$D" --seed 1 --kind random
 echo "retrieval: $N pairs x $D dims, stream $(($(wc -c <"$T/pairs.bmr") / 1048576)) MiB"
