@@ -71,6 +71,16 @@ bench: all
 # The tiny model and open_clip's outputs the tests compare with, and the same
 # at full size (needs the python with torch, timm, transformers, open_clip).
 TORCH_PY ?= python3
+# Regenerate the committed reference fixtures (needs TORCH_PY: a python with
+# torch, timm, transformers, open_clip, tokenizers, safetensors). Commit only
+# what really changed: some files embed torch's random zip magic.
+fixtures: fixtures-model
+	$(TORCH_PY) tests/ref/make_optim_fixture.py tests/fixtures/optim.bmr
+	$(TORCH_PY) tests/ref/make_backward_fixture.py tests/fixtures/backward.bmr
+	$(TORCH_PY) tests/ref/make_linear_fixture.py tests/fixtures/linear
+	$(TORCH_PY) tests/ref/make_loader_fixtures.py
+	$(TORCH_PY) tests/ref/make_tokenizer_fixture.py
+
 fixtures-model:
 	$(TORCH_PY) tests/ref/make_tiny_model.py tiny tests/fixtures/tiny-model tests/fixtures/tiny-embed
 
