@@ -21,14 +21,19 @@
 #include <unistd.h>
 
 #include "adamw.h"
+#include "finetune.h"
+#include "kernels.h"
 #include "linhead.h"
 #include "loss.h"
+#include "model.h"
 #include "recfile.h"
 #include "record.h"
 #include "scorereport.h"
 #include "scoreset.h"
 #include "util.h"
 #include "weights.h"
+
+enum { MODE_LINEAR, MODE_FINETUNE };
 
 static const char usage[] =
     "Usage: bm-train --mode linear -o OUT.safetensors [OPTION]... TRAIN.bmr\n"
@@ -72,12 +77,12 @@ static const char *kept_names[] = {"features", "epochs", "batch", "lr", "weight_
                                    "clip", "seed", "fraction", "pos_weight", "select", "patience"};
 
 typedef struct {
-  const char *out, *train, *val, *resume, *init, *log;
+  const char *out, *train, *val, *resume, *init, *log, *model;
   char *val_from_ckpt; /* owned: the --val path a resumed run goes on with */
   bm_feat feat;
-  long epochs, batch, warmup, seed, patience, stop_after, threads;
-  double lr, wd, clip, fraction;
-  int pos_weight, select, quiet;
+  long epochs, batch, warmup, seed, patience, stop_after, threads, unlock;
+  double lr, wd, clip, fraction, lr_enc, lr_head;
+  int pos_weight, select, quiet, mode, freeze;
   int given[O_NKEPT];
 } options;
 
@@ -94,6 +99,7 @@ typedef struct {
   char **classes;
   uint8_t *y;
   int dims[2], D;
+  const bm_model *model; /* finetune: records hold "image" u8 [3,S,S], D = 3*S*S */
 } dataset;
 
 static void header_classes(dataset *ds) {
@@ -134,10 +140,31 @@ static void read_target(const dataset *ds, long i, const msgpack_object *rec, fl
     bm_die("%s: record %ld: \"target\" has %d ones: a multiclass target is one-hot", ds->name, i + 1, ones);
 }
 
-/* Index the file and check every record once (target, features) before any
- * training, so that bad input stops us before anything is written. */
-static void load_set(const char *path, bm_feat feat, const int *dims, dataset *ds) {
+/* The pixels of record i's "image", which must be u8 [3,S,S] at the
+ * model's image size. */
+static const uint8_t *record_image(const dataset *ds, long i, const msgpack_object *rec) {
+  bm_tensor t;
+  char err[256];
+  int S = ds->model->vit.image_size;
+  int got = bm_rec_tensor(rec, "image", &t, err, sizeof err);
+  if (got == 0) bm_die("%s: record %ld: no \"image\" (--mode finetune trains on images, as bm-decode writes them)", ds->name, i + 1);
+  if (got < 0) bm_die("%s: record %ld: \"image\": %s", ds->name, i + 1, err);
+  if (t.dtype != BM_U8 || t.ndim != 3 || t.shape[0] != 3 || t.shape[1] != S || t.shape[2] != S) {
+    char shape[128] = "";
+    for (int k = 0; k < t.ndim; k++)
+      snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", k ? "," : "", (long long)t.shape[k]);
+    bm_die("%s: record %ld: \"image\" is %s [%s]; the model takes u8 [3,%d,%d]: decode with bm-decode --size %d "
+           "(cropping larger images is not implemented yet)", ds->name, i + 1, bm_dtype_name(t.dtype), shape, S, S, S);
+  }
+  return t.data;
+}
+
+/* Index the file and check every record once (target, features or image)
+ * before any training, so that bad input stops us before anything is
+ * written. model: finetune (records hold images), NULL: linear. */
+static void load_set(const char *path, bm_feat feat, const int *dims, const bm_model *model, dataset *ds) {
   memset(ds, 0, sizeof *ds);
+  ds->model = model;
   ds->f = bm_recfile_open(path);
   ds->name = bm_recfile_name(ds->f);
   ds->n = bm_recfile_count(ds->f);
@@ -153,6 +180,11 @@ static void load_set(const char *path, bm_feat feat, const int *dims, dataset *d
   for (long i = 0; i < ds->n; i++) {
     const msgpack_object *rec = bm_recfile_read(ds->f, i, &slot);
     read_target(ds, i, rec, tmp, ds->y + (size_t)i * (size_t)ds->C);
+    if (model) {
+      record_image(ds, i, rec);
+      ds->D = 3 * model->vit.image_size * model->vit.image_size;
+      continue;
+    }
     const char *missing = NULL;
     char err[256];
     int D = bm_linhead_features(rec, feat, ds->dims, x, cap, &missing, err, sizeof err);
@@ -176,6 +208,7 @@ static void free_set(dataset *ds) {
  * stream from --seed. */
 static uint64_t sub_seed(uint64_t seed, uint64_t tag) { return seed ^ (0x9E3779B97F4A7C15ULL * (tag + 1)); }
 #define SUBSET_TAG 0xFFFFFFFFULL
+#define HEAD_TAG 0xFFFFFFFEULL
 
 static int cmp_long(const void *a, const void *b) {
   long x = *(const long *)a, y = *(const long *)b;
@@ -248,6 +281,13 @@ static void read_batch(const dataset *ds, bm_feat feat, const long *idx, int B, 
                        float *X, float *Y) {
   for (int j = 0; j < B; j++) {
     const msgpack_object *rec = bm_recfile_read(ds->f, idx[j], slot);
+    const uint8_t *y = ds->y + (size_t)idx[j] * (size_t)ds->C;
+    for (int k = 0; k < ds->C; k++) Y[(size_t)j * (size_t)ds->C + (size_t)k] = y[k];
+    if (ds->model) { /* normalized image [3,S,S] */
+      bm_model_normalize_image(ds->model, record_image(ds, idx[j], rec), ds->model->vit.image_size,
+                               X + (size_t)j * (size_t)ds->D);
+      continue;
+    }
     const char *missing = NULL;
     char err[256];
     int dims[2] = {ds->dims[0], ds->dims[1]};
@@ -255,8 +295,6 @@ static void read_batch(const dataset *ds, bm_feat feat, const long *idx, int B, 
                                err, sizeof err);
     if (D != ds->D) /* the file was checked when indexed: it changed under us */
       bm_die("%s: record %ld: %s", ds->name, idx[j] + 1, D == 0 ? "lost its features since it was indexed" : err);
-    const uint8_t *y = ds->y + (size_t)idx[j] * (size_t)ds->C;
-    for (int k = 0; k < ds->C; k++) Y[(size_t)j * (size_t)ds->C + (size_t)k] = y[k];
   }
 }
 
@@ -264,7 +302,18 @@ typedef struct {
   int C, D, multilabel;
   float *W, *b, *gW, *gb, *pw; /* pw: [C] or NULL */
   bm_adamw opt;
+  bm_ft *ft; /* finetune: the tower and the head (W, b point into it); NULL: linear */
 } head;
+
+/* logits[B,C] of a batch X (features, or normalized images for finetune) */
+static void head_logits(const head *h, const float *X, int B, float *logits) {
+  if (!h->ft) {
+    bm_linhead_forward(X, h->W, h->b, B, h->D, h->C, logits);
+    return;
+  }
+  bm_ft_logits(h->ft, X, B);
+  memcpy(logits, h->ft->logits, sizeof(float) * (size_t)B * (size_t)h->C);
+}
 
 static double batch_loss(const head *h, const float *logits, const float *Y, int B, float *dlogits) {
   return h->multilabel ? bm_bce_logits(logits, Y, h->pw, B, h->C, dlogits)
@@ -296,7 +345,7 @@ static val_result evaluate(const head *h, const dataset *vs, bm_feat feat, int b
     int B = (int)(n - at < (size_t)batch ? n - at : (size_t)batch);
     for (int j = 0; j < B; j++) idx[j] = (long)at + j;
     read_batch(vs, feat, idx, B, &slot, X, Y);
-    bm_linhead_forward(X, h->W, h->b, B, h->D, h->C, L);
+    head_logits(h, X, B, L);
     total += batch_loss(h, L, Y, B, NULL) * B;
     for (int j = 0; j < B; j++) {
       const float *l = L + (size_t)j * C;
@@ -344,11 +393,15 @@ typedef struct {
 } train_state;
 
 static json_t *options_json(const options *o) {
-  return json_pack("{sssIsIsfsfsIsfsIsfsssssIss?ss?}", "features", bm_feat_name(o->feat), "epochs",
-                   (json_int_t)o->epochs, "batch", (json_int_t)o->batch, "lr", o->lr, "weight_decay", o->wd,
-                   "warmup", (json_int_t)o->warmup, "clip", o->clip, "seed", (json_int_t)o->seed,
-                   "fraction", o->fraction, "pos_weight", o->pos_weight ? "inverse-freq" : "none", "select",
-                   sel_names[o->select], "patience", (json_int_t)o->patience, "init", o->init, "val", o->val);
+  json_t *j = json_pack("{sssIsIsfsfsIsfsIsfsssssIss?ss?}", "features", bm_feat_name(o->feat), "epochs",
+                        (json_int_t)o->epochs, "batch", (json_int_t)o->batch, "lr", o->lr, "weight_decay", o->wd,
+                        "warmup", (json_int_t)o->warmup, "clip", o->clip, "seed", (json_int_t)o->seed,
+                        "fraction", o->fraction, "pos_weight", o->pos_weight ? "inverse-freq" : "none", "select",
+                        sel_names[o->select], "patience", (json_int_t)o->patience, "init", o->init, "val", o->val);
+  if (o->mode == MODE_FINETUNE)
+    json_object_update_new(j, json_pack("{sssfsfsIsb}", "model", o->model, "lr_encoder", o->lr_enc, "lr_head",
+                                        o->lr_head, "unlock_last", (json_int_t)o->unlock, "freeze_tower", o->freeze));
+  return j;
 }
 
 static json_t *val_json(const val_result *v) {
@@ -357,20 +410,22 @@ static json_t *val_json(const val_result *v) {
   return j;
 }
 
-static void save(const char *path, const options *o, const dataset *ds, const head *h, const train_state *st) {
-  json_t *cfg = json_object();
+/* The checkpoint's config, into cfg (a new object, or the model's config
+ * for finetune, so that the model loader finds its model_cfg there too). */
+static void train_config(json_t *cfg, const options *o, const dataset *ds, const head *h, const train_state *st) {
   json_object_set_new(cfg, "producer", json_string("bm-train"));
-  json_object_set_new(cfg, "mode", json_string("linear"));
+  json_object_set_new(cfg, "mode", json_string(o->mode == MODE_FINETUNE ? "finetune" : "linear"));
   json_object_set_new(cfg, "features", json_string(bm_feat_name(o->feat)));
   json_t *fd = json_array();
-  for (int k = 0; k < 2; k++)
+  if (h->ft) json_array_append_new(fd, json_integer(h->ft->E)); /* the head reads img_emb [E] */
+  for (int k = 0; k < 2 && !h->ft; k++)
     if (ds->dims[k]) json_array_append_new(fd, json_integer(ds->dims[k]));
   json_object_set_new(cfg, "feature_dims", fd);
   json_object_set_new(cfg, "task", json_string(h->multilabel ? "multilabel" : "multiclass"));
   json_t *cls = json_array();
   for (int k = 0; k < h->C; k++) json_array_append_new(cls, json_string(ds->classes[k]));
   json_object_set_new(cfg, "classes", cls);
-  json_object_set_new(cfg, "D", json_integer(h->D));
+  json_object_set_new(cfg, "D", json_integer(h->ft ? h->ft->E : h->D));
   json_object_set_new(cfg, "C", json_integer(h->C));
   json_object_set_new(cfg, "epoch", json_integer(st->epoch));
   json_object_set_new(cfg, "step", json_integer(st->step));
@@ -387,6 +442,11 @@ static void save(const char *path, const options *o, const dataset *ds, const he
   json_object_set_new(cfg, "bad_epochs", json_integer(st->bad_epochs));
   json_object_set_new(cfg, "finished", json_boolean(st->finished));
   if (st->has_val) json_object_set_new(cfg, "val", val_json(&st->last_val));
+}
+
+static void save(const char *path, const options *o, const dataset *ds, const head *h, const train_state *st) {
+  json_t *cfg = json_object();
+  train_config(cfg, o, ds, h, st);
   char *text = json_dumps(cfg, JSON_COMPACT | JSON_REAL_PRECISION(17));
   json_decref(cfg);
   const bm_adamw_param *pw = &h->opt.params[0], *pb = &h->opt.params[1];
@@ -405,6 +465,54 @@ static void save(const char *path, const options *o, const dataset *ds, const he
   const char *keys[1] = {BM_ST_CONFIG}, *vals[1] = {text};
   char err[512];
   if (bm_safetensors_write(path, w, nw, keys, vals, 1, err, sizeof err)) bm_die("%s", err);
+  free(text);
+}
+
+/* Finetune: the whole model (every tensor of -m, the image tower's replaced
+ * by the trained ones under their open_clip names, the text tower's copied
+ * through), the head, and the model's config with the training's merged in
+ * (so bm-embed-img -m and bm-fuse -m both read it). */
+static void save_finetune(const char *path, const options *o, const dataset *ds, const head *h, const train_state *st) {
+  const bm_model *m = ds->model;
+  const bm_vit_train *vt = &h->ft->vt;
+  json_t *cfg = NULL;
+  if (m->ws.config_json) cfg = json_loads(m->ws.config_json, 0, NULL);
+  if (!json_is_object(cfg)) json_decref(cfg), cfg = json_object();
+  /* what the loader would otherwise guess: heads and the image normalization */
+  json_t *bc = json_object_get(cfg, "bm_cfg");
+  if (!json_is_object(bc)) json_object_set_new(cfg, "bm_cfg", bc = json_object());
+  json_object_set_new(bc, "vision_heads", json_integer(vt->v.heads));
+  if (!json_is_object(json_object_get(cfg, "preprocess_cfg")))
+    json_object_set_new(cfg, "preprocess_cfg", json_pack("{s[fff]s[fff]}", "mean", (double)m->mean[0], (double)m->mean[1],
+                                                         (double)m->mean[2], "std", (double)m->std[0], (double)m->std[1],
+                                                         (double)m->std[2]));
+  train_config(cfg, o, ds, h, st);
+  char *text = json_dumps(cfg, JSON_COMPACT | JSON_REAL_PRECISION(17));
+  json_decref(cfg);
+  bm_weight *w = bm_xcalloc((size_t)m->ws.n + 3, sizeof *w);
+  int nw = 0;
+  for (int i = 0; i < m->ws.n; i++) {
+    const bm_weight *src = &m->ws.w[i];
+    if (!strncmp(src->name, "head.", 5) || !strncmp(src->name, "optim.", 6) || !strncmp(src->name, "loss.", 5))
+      continue; /* an earlier run's head: ours replaces it */
+    w[nw] = *src;
+    for (int t = 0; t < vt->nt; t++)
+      if (!strcmp(vt->t[t].name, src->name)) {
+        w[nw].dtype = BM_W_F32;
+        w[nw].data = vt->p + vt->t[t].off;
+        w[nw].nbytes = vt->t[t].n * sizeof(float);
+        break;
+      }
+    nw++;
+  }
+  int64_t C = h->C, E = h->ft->E;
+  w[nw++] = (bm_weight){"head.weight", BM_W_F32, 2, {C, E}, C * E, h->W, (size_t)(C * E) * sizeof(float)};
+  w[nw++] = (bm_weight){"head.bias", BM_W_F32, 1, {C}, C, h->b, (size_t)C * sizeof(float)};
+  if (h->pw) w[nw++] = (bm_weight){"loss.pos_weight", BM_W_F32, 1, {C}, C, h->pw, (size_t)C * sizeof(float)};
+  const char *keys[2] = {BM_ST_CONFIG, BM_ST_VOCAB}, *vals[2] = {text, m->ws.vocab};
+  char err[512];
+  if (bm_safetensors_write(path, w, nw, keys, vals, m->ws.vocab ? 2 : 1, err, sizeof err)) bm_die("%s", err);
+  free(w);
   free(text);
 }
 
@@ -534,7 +642,8 @@ static void fmt_eta(double s, char *buf, size_t n) {
 }
 
 static void parse_args(int argc, char **argv, options *o) {
-  enum { FEAT = 256, LR, WD, WARMUP, CLIP, SEED, FRAC, POSW, VAL, SEL, PAT, INIT, RESUME, STOP, LOG };
+  enum { FEAT = 256, LR, WD, WARMUP, CLIP, SEED, FRAC, POSW, VAL, SEL, PAT, INIT, RESUME, STOP, LOG, LRENC, LRHEAD,
+         UNLOCK, FREEZE };
   static const struct option longs[] = {
       {"mode", required_argument, 0, 'M'},      {"output", required_argument, 0, 'o'},
       {"features", required_argument, 0, FEAT}, {"epochs", required_argument, 0, 'e'},
@@ -547,10 +656,13 @@ static void parse_args(int argc, char **argv, options *o) {
       {"resume", required_argument, 0, RESUME}, {"stop-after", required_argument, 0, STOP},
       {"threads", required_argument, 0, 'j'},   {"log", required_argument, 0, LOG},
       {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
+      {"model", required_argument, 0, 'm'},     {"lr-encoder", required_argument, 0, LRENC},
+      {"lr-head", required_argument, 0, LRHEAD}, {"unlock-last", required_argument, 0, UNLOCK},
+      {"freeze-tower", no_argument, 0, FREEZE},
       {0, 0, 0, 0}};
   const char *mode = NULL;
-  int c;
-  while ((c = getopt_long(argc, argv, "M:o:e:b:j:qh", longs, NULL)) != -1) {
+  int c, ft_opt = 0, lr_given = 0;
+  while ((c = getopt_long(argc, argv, "M:m:o:e:b:j:qh", longs, NULL)) != -1) {
     const char *name = NULL;
     for (int i = 0; longs[i].name; i++)
       if (longs[i].val == c) name = longs[i].name;
@@ -561,8 +673,10 @@ static void parse_args(int argc, char **argv, options *o) {
       if (bm_feat_parse(optarg, &o->feat)) bm_usage_die("--features %s: expected img, txt or both", optarg);
       o->given[O_FEAT] = 1;
       break;
-    case 'e': case 'b': case WARMUP: case SEED: case PAT: case STOP: case 'j': {
-      long v, lo = c == WARMUP || c == SEED || c == PAT ? 0 : 1;
+    case 'm': o->model = optarg, ft_opt = 1; break;
+    case FREEZE: o->freeze = 1, ft_opt = 1; break;
+    case 'e': case 'b': case WARMUP: case SEED: case PAT: case STOP: case 'j': case UNLOCK: {
+      long v, lo = c == WARMUP || c == SEED || c == PAT || c == UNLOCK ? 0 : 1;
       long hi = c == SEED ? LONG_MAX : c == 'j' ? 1024 : c == 'b' ? 1 << 20 : 1L << 40;
       if (bm_parse_long(optarg, lo, hi, &v)) bm_usage_die("--%s %s: expected a whole number >= %ld", name, optarg, lo);
       if (c == 'e') o->epochs = v, o->given[O_EPOCHS] = 1;
@@ -572,15 +686,19 @@ static void parse_args(int argc, char **argv, options *o) {
       if (c == PAT) o->patience = v, o->given[O_PATIENCE] = 1;
       if (c == STOP) o->stop_after = v;
       if (c == 'j') o->threads = v;
+      if (c == UNLOCK) o->unlock = v, ft_opt = 1;
       break;
     }
-    case LR: case WD: case CLIP: case FRAC: {
+    case LR: case WD: case CLIP: case FRAC: case LRENC: case LRHEAD: {
       double v;
-      if (bm_parse_double(optarg, &v) || !isfinite(v) || v < 0 || (c == LR && v == 0) ||
+      int is_lr = c == LR || c == LRENC || c == LRHEAD;
+      if (bm_parse_double(optarg, &v) || !isfinite(v) || v < 0 || (is_lr && v == 0) ||
           (c == FRAC && (v <= 0 || v > 1)))
         bm_usage_die("--%s %s: expected a %s", name, optarg,
-                     c == FRAC ? "fraction in (0, 1]" : c == LR ? "positive number" : "number >= 0");
-      if (c == LR) o->lr = v, o->given[O_LR] = 1;
+                     c == FRAC ? "fraction in (0, 1]" : is_lr ? "positive number" : "number >= 0");
+      if (c == LR) o->lr = v, o->given[O_LR] = 1, lr_given = 1;
+      if (c == LRENC) o->lr_enc = v, ft_opt = 1;
+      if (c == LRHEAD) o->lr_head = v, ft_opt = 1;
       if (c == WD) o->wd = v, o->given[O_WD] = 1;
       if (c == CLIP) o->clip = v, o->given[O_CLIP] = 1;
       if (c == FRAC) o->fraction = v, o->given[O_FRACTION] = 1;
@@ -606,12 +724,20 @@ static void parse_args(int argc, char **argv, options *o) {
     default: bm_usage_die("unknown option (see --help)");
     }
   }
-  if (!mode) bm_usage_die("--mode is required: linear (finetune, fusion and contrastive come later)");
-  if (strcmp(mode, "linear")) {
-    if (!strcmp(mode, "finetune") || !strcmp(mode, "fusion") || !strcmp(mode, "regularized") ||
-        !strcmp(mode, "contrastive"))
-      bm_usage_die("--mode %s: not yet: only linear for now", mode);
-    bm_usage_die("--mode %s: expected linear", mode);
+  if (!mode) bm_usage_die("--mode is required: linear or finetune (fusion and contrastive come later)");
+  if (!strcmp(mode, "finetune")) o->mode = MODE_FINETUNE;
+  else if (strcmp(mode, "linear")) {
+    if (!strcmp(mode, "fusion") || !strcmp(mode, "regularized") || !strcmp(mode, "contrastive"))
+      bm_usage_die("--mode %s: not yet: only linear and finetune for now", mode);
+    bm_usage_die("--mode %s: expected linear or finetune", mode);
+  }
+  if (o->mode == MODE_LINEAR && ft_opt)
+    bm_usage_die("-m, --lr-encoder, --lr-head, --unlock-last and --freeze-tower are for --mode finetune");
+  if (o->mode == MODE_FINETUNE) {
+    if (!o->model) bm_usage_die("--mode finetune needs -m MODEL (the model whose image tower it trains)");
+    if (lr_given) bm_usage_die("--lr: --mode finetune takes --lr-encoder (the tower) and --lr-head (the head)");
+    if (o->resume) bm_usage_die("--resume: not yet for --mode finetune (only for --mode linear)");
+    if (o->feat != BM_FEAT_IMG) bm_usage_die("--features: --mode finetune trains on images (its head reads img_emb)");
   }
   if (!o->out) bm_usage_die("-o OUT.safetensors is required");
   if (argc - optind != 1) bm_usage_die("one training file (see --help)");
@@ -634,9 +760,11 @@ static char *last_path(const char *out) {
 
 int main(int argc, char **argv) {
   bm_set_progname(argv[0]);
-  options o = {.epochs = 10, .batch = 64, .lr = 1e-3, .fraction = 1, .pos_weight = 1};
+  bm_blas_init(argv);
+  options o = {.epochs = 10, .batch = 64, .lr = 1e-3, .fraction = 1, .pos_weight = 1, .lr_enc = 1e-5,
+               .lr_head = 1e-3, .unlock = -1};
   parse_args(argc, argv, &o);
-  if (o.threads) omp_set_num_threads((int)o.threads);
+  if (o.threads) bm_set_threads((int)o.threads);
   char *lastp = last_path(o.out);
   if (!strcmp(lastp, o.out) || (o.resume && !strcmp(o.resume, o.out)))
     bm_usage_die("-o %s: resume from %s, not from the best checkpoint", o.out, lastp);
@@ -648,6 +776,9 @@ int main(int argc, char **argv) {
   char err[1024];
   if (o.resume) {
     if (bm_linhead_load(o.resume, &ck, err, sizeof err)) bm_die("--resume: %s", err);
+    const char *ckmode = json_string_value(json_object_get(ck.config, "mode"));
+    if (!ckmode || strcmp(ckmode, "linear"))
+      bm_die("--resume: %s: a checkpoint of mode \"%s\", not a linear head", o.resume, ckmode ? ckmode : "?");
     resume_options(&o, &ck);
     long done = (long)cfg_num(ck.config, "epoch", o.resume);
     if (json_is_true(json_object_get(ck.config, "finished")) || done >= o.epochs) {
@@ -658,11 +789,15 @@ int main(int argc, char **argv) {
       return 0;
     }
   }
+  bm_model model = {0};
+  if (o.mode == MODE_FINETUNE && bm_model_load(&model, o.model, BM_LOAD_VISION, err, sizeof err))
+    bm_die("-m: %s", err);
+  const bm_model *mp = o.mode == MODE_FINETUNE ? &model : NULL;
   dataset ds, vs = {0};
-  load_set(o.train, o.feat, o.resume ? ck.dims : NULL, &ds);
+  load_set(o.train, o.feat, o.resume ? ck.dims : NULL, mp, &ds);
   if (o.resume) resume_fits(o.resume, &ck, &ds);
   if (o.val) {
-    load_set(o.val, o.feat, ds.dims, &vs);
+    load_set(o.val, o.feat, ds.dims, mp, &vs);
     if (vs.C != ds.C || vs.multilabel != ds.multilabel)
       bm_die("%s: %s with %d classes, %s: %s with %d", vs.name, vs.multilabel ? "multilabel" : "multiclass", vs.C,
              ds.name, ds.multilabel ? "multilabel" : "multiclass", ds.C);
@@ -674,15 +809,24 @@ int main(int argc, char **argv) {
   long *idx = select_subset(&ds, o.fraction, (uint64_t)o.seed, &m);
 
   head h = {.C = ds.C, .D = ds.D, .multilabel = ds.multilabel};
-  size_t CD = (size_t)h.C * (size_t)h.D;
+  int HD = mp ? model.vit.embed_dim : h.D; /* the head's input width */
+  size_t CD = (size_t)h.C * (size_t)HD;
   h.W = bm_xcalloc(CD, sizeof(float));
   h.b = bm_xcalloc((size_t)h.C, sizeof(float));
   h.gW = bm_xcalloc(CD, sizeof(float));
   h.gb = bm_xcalloc((size_t)h.C, sizeof(float));
   bm_adamw_init(&h.opt, BETA1, BETA2, EPS);
-  int gw = bm_adamw_add_group(&h.opt, o.lr, o.wd), gb = bm_adamw_add_group(&h.opt, o.lr, 0); /* no decay on biases */
-  bm_adamw_add_param(&h.opt, "head.weight", h.W, h.gW, CD, gw);
-  bm_adamw_add_param(&h.opt, "head.bias", h.b, h.gb, (size_t)h.C, gb);
+  if (!mp) {
+    int gw = bm_adamw_add_group(&h.opt, o.lr, o.wd), gb = bm_adamw_add_group(&h.opt, o.lr, 0); /* no decay on biases */
+    bm_adamw_add_param(&h.opt, "head.weight", h.W, h.gW, CD, gw);
+    bm_adamw_add_param(&h.opt, "head.bias", h.b, h.gb, (size_t)h.C, gb);
+  } else { /* torch's nn.Linear start: uniform in +-1/sqrt(E), seeded */
+    bm_rng r;
+    bm_rng_seed(&r, sub_seed((uint64_t)o.seed, HEAD_TAG));
+    float a = 1.0f / sqrtf((float)HD);
+    for (size_t i = 0; i < CD; i++) h.W[i] = a * (float)(2 * bm_rng_uniform(&r) - 1);
+    for (int k = 0; k < h.C; k++) h.b[k] = a * (float)(2 * bm_rng_uniform(&r) - 1);
+  }
   long *npos = bm_xcalloc((size_t)h.C, sizeof(long));
   for (long j = 0; j < m; j++)
     for (int k = 0; k < h.C; k++) npos[k] += ds.y[(size_t)idx[j] * (size_t)h.C + (size_t)k];
@@ -695,7 +839,7 @@ int main(int argc, char **argv) {
   if (o.init) {
     bm_weights iw;
     if (bm_weights_load(o.init, &iw, err, sizeof err)) bm_die("--init: %s", err);
-    int64_t shape[2] = {h.C, h.D};
+    int64_t shape[2] = {h.C, HD};
     const bm_weight *w = bm_weights_expect(&iw, "head.weight", 2, shape, err, sizeof err);
     const bm_weight *b = w ? bm_weights_expect(&iw, "head.bias", 1, shape, err, sizeof err) : NULL;
     if (!w || !b) bm_die("--init: %s", err);
@@ -706,6 +850,14 @@ int main(int argc, char **argv) {
     free(fw), free(fb);
     bm_weights_free(&iw);
   }
+  bm_ft ft;
+  if (mp) { /* the tower and the head train together; the head lives in ft */
+    bm_ft_init(&ft, &model.vit, o.unlock > INT_MAX ? -1 : (int)o.unlock, o.freeze, h.C, h.multilabel,
+               h.pw, h.W, h.b, o.lr_enc, o.lr_head, o.wd);
+    free(h.W), free(h.b), free(h.gW), free(h.gb);
+    h.W = ft.W, h.b = ft.b, h.gW = h.gb = NULL, h.ft = &ft;
+  }
+  bm_adamw *opt = mp ? &ft.opt : &h.opt;
   train_state st = {.best = NAN, .n_train = ds.n, .n_used = m, .npos = npos};
   if (o.resume) {
     resume_state(&o, &ck, &h, &st);
@@ -734,8 +886,12 @@ int main(int argc, char **argv) {
       int bs = (int)(m - s * B < B ? m - s * B : B);
       for (int j = 0; j < bs; j++) bidx[j] = idx[perm[s * B + j]];
       read_batch(&ds, o.feat, bidx, bs, &slot, X, Y);
-      bm_linhead_forward(X, h.W, h.b, bs, h.D, h.C, L);
-      double loss = batch_loss(&h, L, Y, bs, dL);
+      double loss;
+      if (mp) loss = bm_ft_grad(&ft, X, Y, bs); /* forward and backward */
+      else {
+        bm_linhead_forward(X, h.W, h.b, bs, h.D, h.C, L);
+        loss = batch_loss(&h, L, Y, bs, dL);
+      }
       if (!isfinite(loss)) {
         bm_progress_done(&prog);
         if (e > 0)
@@ -744,10 +900,10 @@ int main(int argc, char **argv) {
         bm_die("loss is %s at step %ld (epoch 1, step %ld of the epoch): stopped; no checkpoint was written",
                isnan(loss) ? "nan" : "inf", st.step + 1, s + 1);
       }
-      bm_linhead_backward(X, dL, bs, h.D, h.C, h.gW, h.gb);
-      double gnorm = bm_clip_grad_norm(&h.opt, o.clip);
+      if (!mp) bm_linhead_backward(X, dL, bs, h.D, h.C, h.gW, h.gb);
+      double gnorm = bm_clip_grad_norm(opt, o.clip);
       double f = bm_cosine_warmup(st.step, o.warmup, total);
-      bm_adamw_step(&h.opt, f);
+      bm_adamw_step(opt, f);
       st.step++, steps_here++;
       sum += loss * bs;
       double now = bm_now();
@@ -756,7 +912,7 @@ int main(int argc, char **argv) {
       bm_progress_update(&prog, "epoch %ld/%ld step %ld/%ld loss %.4f ETA %s", e + 1, o.epochs, st.step, total,
                          loss, eta);
       log_line(lf, json_pack("{sIsIsfsfsfsf}", "step", (json_int_t)st.step, "epoch", (json_int_t)(e + 1), "loss",
-                             loss, "lr", o.lr * f, "grad_norm", gnorm, "samples_per_s",
+                             loss, "lr", (mp ? o.lr_head : o.lr) * f, "grad_norm", gnorm, "samples_per_s",
                              bs / (now - ts > 1e-9 ? now - ts : 1e-9)),
                o.log);
     }
@@ -778,8 +934,8 @@ int main(int argc, char **argv) {
     }
     if (st.epoch == o.epochs || (o.patience && st.bad_epochs >= o.patience)) st.finished = 1;
     json_object_set_new(ej, "best_epoch", json_integer(st.best_epoch));
-    if (improved) save(o.out, &o, &ds, &h, &st);
-    save(lastp, &o, &ds, &h, &st);
+    if (improved) (mp ? save_finetune : save)(o.out, &o, &ds, &h, &st);
+    (mp ? save_finetune : save)(lastp, &o, &ds, &h, &st);
     log_line(lf, ej, o.log);
     if (st.finished && st.epoch < o.epochs) {
       bm_progress_done(&prog);
@@ -798,8 +954,11 @@ int main(int argc, char **argv) {
   if (lf && fclose(lf)) bm_die("%s: %s", o.log, strerror(errno));
   bm_recslot_free(&slot);
   free(X), free(Y), free(L), free(dL), free(perm), free(bidx), free(idx), free(lastp), free(npos);
-  free(h.W), free(h.b), free(h.gW), free(h.gb), free(h.pw);
+  if (mp) bm_ft_free(&ft);
+  else free(h.W), free(h.b), free(h.gW), free(h.gb);
+  free(h.pw);
   bm_adamw_free(&h.opt);
+  bm_model_free(&model);
   free_set(&ds);
   if (o.val) free_set(&vs);
   free(o.val_from_ckpt);
