@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "adamw.h"
+#include "augment.h"
 #include "finetune.h"
 #include "kernels.h"
 #include "linhead.h"
@@ -40,8 +41,9 @@ static const char usage[] =
     "       bm-train --mode finetune -m MODEL -o OUT.safetensors [OPTION]... TRAIN.bmr\n"
     "Train a linear head on the features of the records of TRAIN.bmr (a file, not a\n"
     "pipe), or (finetune) the image tower of MODEL and a head end to end on their\n"
-    "\"image\" u8 [3,S,S]. Task and classes come from its header. Writes OUT (the\n"
-    "best epoch) and OUT.last.safetensors (the last epoch) at each epoch end.\n"
+    "\"image\" u8 [3,S,S] (or larger: random-resized-crop + flip). Task and classes\n"
+    "come from its header. Writes OUT (the best epoch) and OUT.last.safetensors\n"
+    "(the last epoch) at each epoch end.\n"
     "\n"
     "  -M, --mode linear|finetune  what to train (fusion, contrastive: later)\n"
     "  -o, --output FILE        the checkpoint (.safetensors)\n"
@@ -109,6 +111,8 @@ typedef struct {
   uint8_t *y;
   int dims[2], D;
   const bm_model *model; /* finetune: records hold "image" u8 [3,S,S], D = 3*S*S */
+  int augment;           /* finetune training set: larger images are cropped (augment.h) */
+  uint8_t *crop;         /* [3,S,S] the crop of one image */
 } dataset;
 
 static void header_classes(dataset *ds) {
@@ -150,30 +154,37 @@ static void read_target(const dataset *ds, long i, const msgpack_object *rec, fl
 }
 
 /* The pixels of record i's "image", which must be u8 [3,S,S] at the
- * model's image size. */
-static const uint8_t *record_image(const dataset *ds, long i, const msgpack_object *rec) {
+ * model's image size, or for a training set u8 [3,H,W] with H, W >= S
+ * (random-resized-crop; *H, *W say which). */
+static const uint8_t *record_image(const dataset *ds, long i, const msgpack_object *rec, int *H, int *W) {
   bm_tensor t;
   char err[256];
   int S = ds->model->vit.image_size;
   int got = bm_rec_tensor(rec, "image", &t, err, sizeof err);
   if (got == 0) bm_die("%s: record %ld: no \"image\" (--mode finetune trains on images, as bm-decode writes them)", ds->name, i + 1);
   if (got < 0) bm_die("%s: record %ld: \"image\": %s", ds->name, i + 1, err);
-  if (t.dtype != BM_U8 || t.ndim != 3 || t.shape[0] != 3 || t.shape[1] != S || t.shape[2] != S) {
+  int larger = ds->augment && t.dtype == BM_U8 && t.ndim == 3 && t.shape[0] == 3 && t.shape[1] >= S &&
+               t.shape[2] >= S && t.shape[1] <= 1 << 15 && t.shape[2] <= 1 << 15;
+  if (!larger && (t.dtype != BM_U8 || t.ndim != 3 || t.shape[0] != 3 || t.shape[1] != S || t.shape[2] != S)) {
     char shape[128] = "";
     for (int k = 0; k < t.ndim; k++)
       snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", k ? "," : "", (long long)t.shape[k]);
-    bm_die("%s: record %ld: \"image\" is %s [%s]; the model takes u8 [3,%d,%d]: decode with bm-decode --size %d "
-           "(cropping larger images is not implemented yet)", ds->name, i + 1, bm_dtype_name(t.dtype), shape, S, S, S);
+    bm_die("%s: record %ld: \"image\" is %s [%s]; the model takes u8 [3,%d,%d]%s: decode with bm-decode --size %d",
+           ds->name, i + 1, bm_dtype_name(t.dtype), shape, S, S,
+           ds->augment ? " (or larger, cropped at random)" : " (validation images are not cropped)", S);
   }
+  *H = (int)t.shape[1], *W = (int)t.shape[2];
   return t.data;
 }
 
 /* Index the file and check every record once (target, features or image)
  * before any training, so that bad input stops us before anything is
  * written. model: finetune (records hold images), NULL: linear. */
-static void load_set(const char *path, bm_feat feat, const int *dims, const bm_model *model, dataset *ds) {
+static void load_set(const char *path, bm_feat feat, const int *dims, const bm_model *model, int augment,
+                     dataset *ds) {
   memset(ds, 0, sizeof *ds);
   ds->model = model;
+  ds->augment = augment;
   ds->f = bm_recfile_open(path);
   ds->name = bm_recfile_name(ds->f);
   ds->n = bm_recfile_count(ds->f);
@@ -181,6 +192,7 @@ static void load_set(const char *path, bm_feat feat, const int *dims, const bm_m
   if (ds->n == 0) bm_die("%s: no records to train or evaluate on", ds->name);
   if (dims) memcpy(ds->dims, dims, sizeof ds->dims);
   ds->y = bm_xmalloc(bm_mul_size((size_t)ds->n, (size_t)ds->C));
+  if (model) ds->crop = bm_xmalloc(bm_mul_size((size_t)3 * model->vit.image_size, (size_t)model->vit.image_size));
   float *tmp = bm_xmalloc(sizeof(float) * (size_t)ds->C);
   size_t cap = 1 << 20; /* widths up to 2^20 values */
   float *x = bm_xmalloc(cap * sizeof(float));
@@ -190,7 +202,8 @@ static void load_set(const char *path, bm_feat feat, const int *dims, const bm_m
     const msgpack_object *rec = bm_recfile_read(ds->f, i, &slot);
     read_target(ds, i, rec, tmp, ds->y + (size_t)i * (size_t)ds->C);
     if (model) {
-      record_image(ds, i, rec);
+      int H, W;
+      record_image(ds, i, rec, &H, &W);
       ds->D = 3 * model->vit.image_size * model->vit.image_size;
       continue;
     }
@@ -211,6 +224,7 @@ static void free_set(dataset *ds) {
   bm_recfile_close(ds->f);
   bm_free_strings(ds->classes, ds->C);
   free(ds->y);
+  free(ds->crop);
 }
 
 /* The seed of one purpose (subset, epoch e), so that each draws its own
@@ -218,6 +232,9 @@ static void free_set(dataset *ds) {
 static uint64_t sub_seed(uint64_t seed, uint64_t tag) { return seed ^ (0x9E3779B97F4A7C15ULL * (tag + 1)); }
 #define SUBSET_TAG 0xFFFFFFFFULL
 #define HEAD_TAG 0xFFFFFFFEULL
+#define AUG_TAG 0xA06E000000000000ULL
+/* open_clip's training RandomResizedCrop scale (0.9, 1.0) */
+#define CROP_SCALE_MIN 0.9
 
 static int cmp_long(const void *a, const void *b) {
   long x = *(const long *)a, y = *(const long *)b;
@@ -285,16 +302,24 @@ static long *select_subset(const dataset *ds, double F, uint64_t seed, long *m) 
   return idx;
 }
 
-/* A batch: features X [B,D] and targets Y [B,C] of records idx[0..B-1]. */
+/* A batch: features X [B,D] (or images) and targets Y [B,C] of records
+ * idx[0..B-1]; aug_seed draws the crops of larger training images. */
 static void read_batch(const dataset *ds, bm_feat feat, const long *idx, int B, bm_recslot *slot,
-                       float *X, float *Y) {
+                       uint64_t aug_seed, float *X, float *Y) {
   for (int j = 0; j < B; j++) {
     const msgpack_object *rec = bm_recfile_read(ds->f, idx[j], slot);
     const uint8_t *y = ds->y + (size_t)idx[j] * (size_t)ds->C;
     for (int k = 0; k < ds->C; k++) Y[(size_t)j * (size_t)ds->C + (size_t)k] = y[k];
     if (ds->model) { /* normalized image [3,S,S] */
-      bm_model_normalize_image(ds->model, record_image(ds, idx[j], rec), ds->model->vit.image_size,
-                               X + (size_t)j * (size_t)ds->D);
+      int S = ds->model->vit.image_size, H, W;
+      const uint8_t *px = record_image(ds, idx[j], rec, &H, &W);
+      if (H != S || W != S) { /* a crop of its own for each record and epoch */
+        uint64_t k = (uint64_t)idx[j];
+        if (bm_random_resized_crop(px, H, W, S, CROP_SCALE_MIN, bm_hash64(&k, sizeof k, aug_seed), ds->crop))
+          bm_die("%s: record %ld: out of memory cropping the image", ds->name, idx[j] + 1);
+        px = ds->crop;
+      }
+      bm_model_normalize_image(ds->model, px, S, X + (size_t)j * (size_t)ds->D);
       continue;
     }
     const char *missing = NULL;
@@ -353,7 +378,7 @@ static val_result evaluate(const head *h, const dataset *vs, bm_feat feat, int b
   for (size_t at = 0; at < n; at += (size_t)batch) {
     int B = (int)(n - at < (size_t)batch ? n - at : (size_t)batch);
     for (int j = 0; j < B; j++) idx[j] = (long)at + j;
-    read_batch(vs, feat, idx, B, &slot, X, Y);
+    read_batch(vs, feat, idx, B, &slot, 0, X, Y);
     head_logits(h, X, B, L);
     total += batch_loss(h, L, Y, B, NULL) * B;
     for (int j = 0; j < B; j++) {
@@ -803,10 +828,10 @@ int main(int argc, char **argv) {
     bm_die("-m: %s", err);
   const bm_model *mp = o.mode == MODE_FINETUNE ? &model : NULL;
   dataset ds, vs = {0};
-  load_set(o.train, o.feat, o.resume ? ck.dims : NULL, mp, &ds);
+  load_set(o.train, o.feat, o.resume ? ck.dims : NULL, mp, 1, &ds);
   if (o.resume) resume_fits(o.resume, &ck, &ds);
   if (o.val) {
-    load_set(o.val, o.feat, ds.dims, mp, &vs);
+    load_set(o.val, o.feat, ds.dims, mp, 0, &vs);
     if (vs.C != ds.C || vs.multilabel != ds.multilabel)
       bm_die("%s: %s with %d classes, %s: %s with %d", vs.name, vs.multilabel ? "multilabel" : "multiclass", vs.C,
              ds.name, ds.multilabel ? "multilabel" : "multiclass", ds.C);
@@ -894,7 +919,7 @@ int main(int argc, char **argv) {
       double ts = bm_now();
       int bs = (int)(m - s * B < B ? m - s * B : B);
       for (int j = 0; j < bs; j++) bidx[j] = idx[perm[s * B + j]];
-      read_batch(&ds, o.feat, bidx, bs, &slot, X, Y);
+      read_batch(&ds, o.feat, bidx, bs, &slot, sub_seed((uint64_t)o.seed, AUG_TAG ^ (uint64_t)e), X, Y);
       double loss;
       if (mp) loss = bm_ft_grad(&ft, X, Y, bs); /* forward and backward */
       else {

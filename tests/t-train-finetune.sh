@@ -93,7 +93,14 @@ check "the same seed and threads: the same checkpoint bits" sh -c "
 check "  ... another seed: other bits" sh -c "
   $FT --seed 4 --epochs 2 -o '$T/d3.safetensors' '$T/train.bmr' && ! cmp -s '$T/d1.safetensors' '$T/d3.safetensors'"
 
-# (5) bad input
+# (5) larger training images: a random-resized crop and flip of each, seeded
+bm-decode --format ham10000 --size 64 --split train --test-fraction 0.2 -q --max-warnings 0 "$T/HAM" >"$T/s64.bmr" 2>/dev/null
+check "training images of 64 for a model of 48: cropped at random" $FT --epochs 6 -o "$T/c1.safetensors" "$T/s64.bmr"
+acc=$(eval_acc "$T/c1.safetensors" "$T/test.bmr")
+check "  ... it learns: test accuracy $acc >= 0.4 (chance 1/7)" $PY -c "import sys; sys.exit(not float('$acc') >= 0.4)"
+check "  ... the same seed: the same bits" sh -c "$FT --epochs 6 -o '$T/c2.safetensors' '$T/s64.bmr' && cmp '$T/c1.safetensors' '$T/c2.safetensors'"
+
+# (6) bad input
 bad() { # bad "what" STATUS 'message regex' command...
   what=$1 want=$2 msg=$3; shift 3
   rm -f "$T/bad.safetensors" "$T/bad.last.safetensors"
@@ -103,7 +110,7 @@ bad() { # bad "what" STATUS 'message regex' command...
   check "  ... writes nothing" test ! -e "$T/bad.safetensors" -a ! -e "$T/bad.last.safetensors"
 }
 bm-decode --format ham10000 --size 32 --split test --test-fraction 0.2 -q --max-warnings 0 "$T/HAM" >"$T/s32.bmr" 2>/dev/null
-bad "images of another size" 1 's32.bmr: record 1: "image" is u8 \[3,32,32\]; the model takes u8 \[3,48,48\]: decode with bm-decode --size 48' \
+bad "images smaller than the model's" 1 's32.bmr: record 1: "image" is u8 \[3,32,32\]; the model takes u8 \[3,48,48\] \(or larger, cropped at random\): decode with bm-decode --size 48' \
   bm-train --mode finetune -m "$MODEL" -o "$T/bad.safetensors" "$T/s32.bmr"
 $PY -c "
 import sys; sys.path.insert(0, '$BM_TESTS/../examples'); import read_records as rr
@@ -115,6 +122,8 @@ bad "records without images" 1 'noimg.bmr: record 1: no "image"' \
 bad "a model that is not there" 1 '-m: .*nomodel' bm-train --mode finetune -m "$T/nomodel" -o "$T/bad.safetensors" "$T/train.bmr"
 bad "--val of other images" 1 's32.bmr: record 1: "image" is u8 \[3,32,32\]' \
   bm-train --mode finetune -m "$MODEL" --val "$T/s32.bmr" -o "$T/bad.safetensors" "$T/train.bmr"
+bad "--val of larger images" 1 's64.bmr: record 1: "image" is u8 \[3,64,64\]; the model takes u8 \[3,48,48\] \(validation images are not cropped\)' \
+  bm-train --mode finetune -m "$MODEL" --val "$T/s64.bmr" -o "$T/bad.safetensors" "$T/train.bmr"
 bad "without -m" 2 'needs -m MODEL' bm-train --mode finetune -o "$T/bad.safetensors" "$T/train.bmr"
 bad "--lr" 2 'takes --lr-encoder' bm-train --mode finetune -m "$MODEL" --lr 1e-3 -o "$T/bad.safetensors" "$T/train.bmr"
 bad "--resume" 2 'not yet for --mode finetune' bm-train --mode finetune -m "$MODEL" --resume "$T/a.last.safetensors" -o "$T/bad.safetensors" "$T/train.bmr"
