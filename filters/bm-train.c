@@ -35,6 +35,7 @@
 #include "weights.h"
 
 enum { MODE_LINEAR, MODE_FINETUNE };
+static const char *mode_names[] = {"linear", "finetune"};
 
 static const char usage[] =
     "Usage: bm-train --mode linear -o OUT.safetensors [OPTION]... TRAIN.bmr\n"
@@ -68,7 +69,7 @@ static const char usage[] =
     "      --select loss|accuracy|balanced_accuracy|auc_macro  (default: loss)\n"
     "      --patience N         stop after N epochs without improvement (needs --val)\n"
     "      --init FILE          start from head.weight/head.bias of FILE, not zeros\n"
-    "      --resume CKPT        linear: continue from OUT.last.safetensors of a run\n"
+    "      --resume CKPT        continue from OUT.last.safetensors of an earlier run\n"
     "      --stop-after N       end after epoch N of the schedule (resume later)\n"
     "  -j, --threads N          threads (default: OpenMP's)\n"
     "      --log FILE           JSON lines: one per step and one per epoch\n"
@@ -83,13 +84,15 @@ static const char *sel_names[] = {"loss", "accuracy", "balanced_accuracy", "auc_
 /* Options that a resumed run takes from its checkpoint; given[] says which
  * the command line set, to refuse a resume that would change them. */
 enum { O_FEAT, O_EPOCHS, O_BATCH, O_LR, O_WD, O_WARMUP, O_CLIP, O_SEED, O_FRACTION, O_POSW,
-       O_SELECT, O_PATIENCE, O_NKEPT };
+       O_SELECT, O_PATIENCE, O_LRENC, O_LRHEAD, O_UNLOCK, O_NKEPT };
 static const char *kept_names[] = {"features", "epochs", "batch", "lr", "weight_decay", "warmup",
-                                   "clip", "seed", "fraction", "pos_weight", "select", "patience"};
+                                   "clip", "seed", "fraction", "pos_weight", "select", "patience",
+                                   "lr-encoder", "lr-head", "unlock-last"};
 
 typedef struct {
   const char *out, *train, *val, *resume, *init, *log, *model;
   char *val_from_ckpt; /* owned: the --val path a resumed run goes on with */
+  char *model_from_ckpt; /* owned: finetune's -m as the resumed run had it */
   bm_feat feat;
   long epochs, batch, warmup, seed, patience, stop_after, threads, unlock;
   double lr, wd, clip, fraction, lr_enc, lr_head;
@@ -506,7 +509,8 @@ static void save(const char *path, const options *o, const dataset *ds, const he
  * by the trained ones under their open_clip names, the text tower's copied
  * through), the head, and the model's config with the training's merged in
  * (so bm-embed-img -m and bm-fuse -m both read it). */
-static void save_finetune(const char *path, const options *o, const dataset *ds, const head *h, const train_state *st) {
+static void save_finetune(const char *path, const options *o, const dataset *ds, const head *h, const bm_adamw *opt,
+                          const train_state *st) {
   const bm_model *m = ds->model;
   const bm_vit_train *vt = &h->ft->vt;
   json_t *cfg = NULL;
@@ -523,7 +527,9 @@ static void save_finetune(const char *path, const options *o, const dataset *ds,
   train_config(cfg, o, ds, h, st);
   char *text = json_dumps(cfg, JSON_COMPACT | JSON_REAL_PRECISION(17));
   json_decref(cfg);
-  bm_weight *w = bm_xcalloc((size_t)m->ws.n + 3, sizeof *w);
+  int nmom = opt ? 2 * opt->nparams : 0;
+  bm_weight *w = bm_xcalloc((size_t)m->ws.n + 3 + (size_t)nmom, sizeof *w);
+  char **mnames = bm_xcalloc((size_t)nmom + 1, sizeof *mnames);
   int nw = 0;
   for (int i = 0; i < m->ws.n; i++) {
     const bm_weight *src = &m->ws.w[i];
@@ -543,9 +549,19 @@ static void save_finetune(const char *path, const options *o, const dataset *ds,
   w[nw++] = (bm_weight){"head.weight", BM_W_F32, 2, {C, E}, C * E, h->W, (size_t)(C * E) * sizeof(float)};
   w[nw++] = (bm_weight){"head.bias", BM_W_F32, 1, {C}, C, h->b, (size_t)C * sizeof(float)};
   if (h->pw) w[nw++] = (bm_weight){"loss.pos_weight", BM_W_F32, 1, {C}, C, h->pw, (size_t)C * sizeof(float)};
+  for (int i = 0; i < nmom; i++) { /* optim.m.NAME, optim.v.NAME flat [n] */
+    const bm_adamw_param *q = &opt->params[i / 2];
+    size_t len = strlen(q->name) + 16;
+    mnames[i] = bm_xmalloc(len);
+    snprintf(mnames[i], len, "optim.%c.%s", i % 2 ? 'v' : 'm', q->name);
+    w[nw++] = (bm_weight){mnames[i], BM_W_F32, 1, {(int64_t)q->n}, (int64_t)q->n, i % 2 ? q->v : q->m,
+                          q->n * sizeof(float)};
+  }
   const char *keys[2] = {BM_ST_CONFIG, BM_ST_VOCAB}, *vals[2] = {text, m->ws.vocab};
   char err[512];
   if (bm_safetensors_write(path, w, nw, keys, vals, m->ws.vocab ? 2 : 1, err, sizeof err)) bm_die("%s", err);
+  for (int i = 0; i < nmom; i++) free(mnames[i]);
+  free(mnames);
   free(w);
   free(text);
 }
@@ -609,6 +625,17 @@ static void resume_options(options *o, const bm_linhead *ck) {
   if (pw < 0 || sel < 0) bm_die("%s: config options pos_weight/select are not valid", p);
   take_string_option(o, O_POSW, pw, &o->pos_weight, pw_names, p);
   take_string_option(o, O_SELECT, sel, &o->select, sel_names, p);
+  if (o->mode == MODE_FINETUNE) {
+    take_option(o, O_LRENC, cfg_num(opts, "lr_encoder", p), &o->lr_enc, NULL, p);
+    take_option(o, O_LRHEAD, cfg_num(opts, "lr_head", p), &o->lr_head, NULL, p);
+    take_option(o, O_UNLOCK, cfg_num(opts, "unlock_last", p), NULL, &o->unlock, p);
+    int fz = json_is_true(json_object_get(opts, "freeze_tower"));
+    if (o->freeze && !fz) bm_usage_die("--freeze-tower: the run of %s trained its tower; a resumed run keeps its options", p);
+    o->freeze = fz;
+    /* the tower goes on from the checkpoint's weights; the model's name is kept for the record */
+    const char *mname = json_string_value(json_object_get(opts, "model"));
+    o->model = o->model_from_ckpt = bm_xstrdup(mname ? mname : p);
+  }
   /* the best epoch and early stopping go on with the same validation */
   const char *val = json_string_value(json_object_get(opts, "val"));
   if (val && !o->val) o->val = o->val_from_ckpt = bm_xstrdup(val);
@@ -625,23 +652,28 @@ static void resume_fits(const char *p, const bm_linhead *ck, const dataset *ds) 
   if (ck->multilabel != ds->multilabel)
     bm_die("%s: a %s checkpoint, but %s is %s", p, ck->multilabel ? "multilabel" : "multiclass", ds->name,
            ds->multilabel ? "multilabel" : "multiclass");
-  if (ck->dims[0] != ds->dims[0] || ck->dims[1] != ds->dims[1])
+  if (ds->model && ck->D != ds->model->vit.embed_dim)
+    bm_die("%s: a head on %d features, the checkpoint's tower makes %d", p, ck->D, ds->model->vit.embed_dim);
+  if (!ds->model && (ck->dims[0] != ds->dims[0] || ck->dims[1] != ds->dims[1]))
     bm_die("%s: features of width %d+%d in the checkpoint, %d+%d in %s (img_emb+txt_emb)", p, ck->dims[0],
            ck->dims[1], ds->dims[0], ds->dims[1], ds->name);
 }
 
 /* The tensors and counters of a checkpoint into h and st. */
-static void resume_state(const options *o, const bm_linhead *ck, head *h, train_state *st) {
+static void resume_state(const options *o, const bm_linhead *ck, head *h, bm_adamw *opt, train_state *st) {
   const char *p = o->resume;
-  memcpy(h->W, ck->W, sizeof(float) * (size_t)h->C * (size_t)h->D);
+  /* the head's width is checked against the data by bm_linhead_load's config and resume_fits */
+  memcpy(h->W, ck->W, sizeof(float) * (size_t)h->C * (size_t)ck->D);
   memcpy(h->b, ck->b, sizeof(float) * (size_t)h->C);
-  static const char *names[4] = {"optim.m.head.weight", "optim.v.head.weight", "optim.m.head.bias", "optim.v.head.bias"};
-  for (int i = 0; i < 4; i++) {
-    bm_adamw_param *q = &h->opt.params[i / 2];
-    int64_t shape[2] = {h->C, h->D};
-    char err[512];
-    const bm_weight *w = bm_weights_expect(&ck->ws, names[i], i < 2 ? 2 : 1, shape, err, sizeof err);
-    if (!w || w->dtype != BM_W_F32) bm_die("%s: cannot resume: %s", p, w ? "optimizer state is not f32" : err);
+  for (int i = 0; i < 2 * opt->nparams; i++) { /* optim.m.NAME, optim.v.NAME of every parameter that trains */
+    bm_adamw_param *q = &opt->params[i / 2];
+    char name[160];
+    snprintf(name, sizeof name, "optim.%c.%s", i % 2 ? 'v' : 'm', q->name);
+    const bm_weight *w = bm_weights_get(&ck->ws, name);
+    if (!w) bm_die("%s: cannot resume: tensor %s is missing", p, name);
+    if (w->dtype != BM_W_F32 || (size_t)w->numel != q->n)
+      bm_die("%s: cannot resume: tensor %s is %s with %lld values, expected f32 with %zu", p, name,
+             bm_wdtype_name(w->dtype), (long long)w->numel, q->n);
     memcpy(i % 2 ? q->v : q->m, w->data, q->n * sizeof(float));
   }
   json_t *c = ck->config, *best = json_object_get(c, "best");
@@ -654,7 +686,7 @@ static void resume_state(const options *o, const bm_linhead *ck, head *h, train_
   st->best = json_is_number(bv) ? json_number_value(bv) : NAN;
   if (st->epoch < 1 || st->epoch > o->epochs || st->step < 0)
     bm_die("%s: config epoch %ld / step %ld do not fit a run of %ld epochs", p, st->epoch, st->step, o->epochs);
-  h->opt.step = st->step;
+  opt->step = st->step;
 }
 
 static void log_line(FILE *lf, json_t *j, const char *path) {
@@ -720,7 +752,7 @@ static void parse_args(int argc, char **argv, options *o) {
       if (c == PAT) o->patience = v, o->given[O_PATIENCE] = 1;
       if (c == STOP) o->stop_after = v;
       if (c == 'j') o->threads = v;
-      if (c == UNLOCK) o->unlock = v, ft_opt = 1;
+      if (c == UNLOCK) o->unlock = v, ft_opt = 1, o->given[O_UNLOCK] = 1;
       break;
     }
     case LR: case WD: case CLIP: case FRAC: case LRENC: case LRHEAD: {
@@ -731,8 +763,8 @@ static void parse_args(int argc, char **argv, options *o) {
         bm_usage_die("--%s %s: expected a %s", name, optarg,
                      c == FRAC ? "fraction in (0, 1]" : is_lr ? "positive number" : "number >= 0");
       if (c == LR) o->lr = v, o->given[O_LR] = 1, lr_given = 1;
-      if (c == LRENC) o->lr_enc = v, ft_opt = 1;
-      if (c == LRHEAD) o->lr_head = v, ft_opt = 1;
+      if (c == LRENC) o->lr_enc = v, ft_opt = 1, o->given[O_LRENC] = 1;
+      if (c == LRHEAD) o->lr_head = v, ft_opt = 1, o->given[O_LRHEAD] = 1;
       if (c == WD) o->wd = v, o->given[O_WD] = 1;
       if (c == CLIP) o->clip = v, o->given[O_CLIP] = 1;
       if (c == FRAC) o->fraction = v, o->given[O_FRACTION] = 1;
@@ -768,9 +800,9 @@ static void parse_args(int argc, char **argv, options *o) {
   if (o->mode == MODE_LINEAR && ft_opt)
     bm_usage_die("-m, --lr-encoder, --lr-head, --unlock-last and --freeze-tower are for --mode finetune");
   if (o->mode == MODE_FINETUNE) {
-    if (!o->model) bm_usage_die("--mode finetune needs -m MODEL (the model whose image tower it trains)");
+    if (!o->model && !o->resume) bm_usage_die("--mode finetune needs -m MODEL (the model whose image tower it trains)");
+    if (o->model && o->resume) bm_usage_die("-m and --resume: a resumed run goes on from the tower of its checkpoint");
     if (lr_given) bm_usage_die("--lr: --mode finetune takes --lr-encoder (the tower) and --lr-head (the head)");
-    if (o->resume) bm_usage_die("--resume: not yet for --mode finetune (only for --mode linear)");
     if (o->feat != BM_FEAT_IMG) bm_usage_die("--features: --mode finetune trains on images (its head reads img_emb)");
   }
   if (!o->out) bm_usage_die("-o OUT.safetensors is required");
@@ -810,9 +842,10 @@ int main(int argc, char **argv) {
   char err[1024];
   if (o.resume) {
     if (bm_linhead_load(o.resume, &ck, err, sizeof err)) bm_die("--resume: %s", err);
-    const char *ckmode = json_string_value(json_object_get(ck.config, "mode"));
-    if (!ckmode || strcmp(ckmode, "linear"))
-      bm_die("--resume: %s: a checkpoint of mode \"%s\", not a linear head", o.resume, ckmode ? ckmode : "?");
+    const char *ckmode = json_string_value(json_object_get(ck.config, "mode")), *want = mode_names[o.mode];
+    if (!ckmode || strcmp(ckmode, want))
+      bm_die("--resume: %s: a checkpoint of mode \"%s\", not %s", o.resume, ckmode ? ckmode : "?",
+             o.mode == MODE_LINEAR ? "a linear head" : "a finetune run");
     resume_options(&o, &ck);
     long done = (long)cfg_num(ck.config, "epoch", o.resume);
     if (json_is_true(json_object_get(ck.config, "finished")) || done >= o.epochs) {
@@ -820,12 +853,14 @@ int main(int argc, char **argv) {
       bm_linhead_free(&ck);
       free(lastp);
       free(o.val_from_ckpt);
+      free(o.model_from_ckpt);
       return 0;
     }
   }
   bm_model model = {0};
-  if (o.mode == MODE_FINETUNE && bm_model_load(&model, o.model, BM_LOAD_VISION, err, sizeof err))
-    bm_die("-m: %s", err);
+  /* a resumed finetune goes on from the tower of its checkpoint */
+  if (o.mode == MODE_FINETUNE && bm_model_load(&model, o.resume ? o.resume : o.model, BM_LOAD_VISION, err, sizeof err))
+    bm_die("%s: %s", o.resume ? "--resume" : "-m", err);
   const bm_model *mp = o.mode == MODE_FINETUNE ? &model : NULL;
   dataset ds, vs = {0};
   load_set(o.train, o.feat, o.resume ? ck.dims : NULL, mp, 1, &ds);
@@ -894,7 +929,7 @@ int main(int argc, char **argv) {
   bm_adamw *opt = mp ? &ft.opt : &h.opt;
   train_state st = {.best = NAN, .n_train = ds.n, .n_used = m, .npos = npos};
   if (o.resume) {
-    resume_state(&o, &ck, &h, &st);
+    resume_state(&o, &ck, &h, opt, &st);
     bm_linhead_free(&ck);
   }
 
@@ -968,8 +1003,13 @@ int main(int argc, char **argv) {
     }
     if (st.epoch == o.epochs || (o.patience && st.bad_epochs >= o.patience)) st.finished = 1;
     json_object_set_new(ej, "best_epoch", json_integer(st.best_epoch));
-    if (improved) (mp ? save_finetune : save)(o.out, &o, &ds, &h, &st);
-    (mp ? save_finetune : save)(lastp, &o, &ds, &h, &st);
+    if (mp) {
+      if (improved) save_finetune(o.out, &o, &ds, &h, NULL, &st);
+      save_finetune(lastp, &o, &ds, &h, opt, &st); /* with the moments, for --resume */
+    } else {
+      if (improved) save(o.out, &o, &ds, &h, &st);
+      save(lastp, &o, &ds, &h, &st);
+    }
     log_line(lf, ej, o.log);
     if (st.finished && st.epoch < o.epochs) {
       bm_progress_done(&prog);
@@ -996,5 +1036,6 @@ int main(int argc, char **argv) {
   free_set(&ds);
   if (o.val) free_set(&vs);
   free(o.val_from_ckpt);
+  free(o.model_from_ckpt);
   return 0;
 }

@@ -93,14 +93,25 @@ check "the same seed and threads: the same checkpoint bits" sh -c "
 check "  ... another seed: other bits" sh -c "
   $FT --seed 4 --epochs 2 -o '$T/d3.safetensors' '$T/train.bmr' && ! cmp -s '$T/d1.safetensors' '$T/d3.safetensors'"
 
-# (5) larger training images: a random-resized crop and flip of each, seeded
 bm-decode --format ham10000 --size 64 --split train --test-fraction 0.2 -q --max-warnings 0 "$T/HAM" >"$T/s64.bmr" 2>/dev/null
-check "training images of 64 for a model of 48: cropped at random" $FT --epochs 6 -o "$T/c1.safetensors" "$T/s64.bmr"
-acc=$(eval_acc "$T/c1.safetensors" "$T/test.bmr")
-check "  ... it learns: test accuracy $acc >= 0.4 (chance 1/7)" $PY -c "import sys; sys.exit(not float('$acc') >= 0.4)"
-check "  ... the same seed: the same bits" sh -c "$FT --epochs 6 -o '$T/c2.safetensors' '$T/s64.bmr' && cmp '$T/c1.safetensors' '$T/c2.safetensors'"
-
-# (6) bad input
+bm-embed-img -q -m "$MODEL" <"$T/train.bmr" >"$T/emb.bmr"
+bm-train -q --mode linear --epochs 1 -o "$T/lin.safetensors" "$T/emb.bmr"
+# (5) resume: 3 epochs at once = 1 epoch, stop, --resume 2 more (larger images, so the crops count too)
+tensors_same() { # A B: the same tensors with the same bits
+  $PY -c "$st_py
+a, _, _ = st('$1'); b, _, _ = st('$2')
+assert sorted(a) == sorted(b) and all(a[k] == b[k] for k in a), [k for k in a if a.get(k) != b.get(k)]"
+}
+R="--mode finetune --epochs 3 --batch 16 --lr-encoder 3e-3 --lr-head 3e-2 --warmup 4 --clip 1 --weight-decay 0.05 --seed 5 -j 2 --val $T/val.bmr"
+check "resume: 3 epochs uninterrupted" bm-train -q $R -m "$MODEL" -o "$T/full.safetensors" "$T/s64.bmr"
+check "  ... 1 epoch, then stopped" bm-train -q $R -m "$MODEL" --stop-after 1 -o "$T/part.safetensors" "$T/s64.bmr"
+check "  ... --resume 2 more" bm-train -q --mode finetune --resume "$T/part.last.safetensors" -o "$T/part.safetensors" -j 2 "$T/s64.bmr"
+check "  ... last checkpoint (tower, head, moments): the same bits as the uninterrupted run" tensors_same "$T/full.last.safetensors" "$T/part.last.safetensors"
+check "  ... best checkpoint too" tensors_same "$T/full.safetensors" "$T/part.safetensors"
+check "  ... the last checkpoint holds the moments of every trained tensor" $PY -c "$st_py
+t, _, _ = st('$T/full.last.safetensors')
+m = [k for k in t if k.startswith('optim.m.')]
+assert len(m) == 31 + 2 and 'optim.v.visual.trunk.pos_embed' in t and 'optim.m.head.bias' in t, len(m)"
 bad() { # bad "what" STATUS 'message regex' command...
   what=$1 want=$2 msg=$3; shift 3
   rm -f "$T/bad.safetensors" "$T/bad.last.safetensors"
@@ -109,6 +120,17 @@ bad() { # bad "what" STATUS 'message regex' command...
   check "  ... says: $msg" grep -Eq -- "$msg" "$T/bad.err"
   check "  ... writes nothing" test ! -e "$T/bad.safetensors" -a ! -e "$T/bad.last.safetensors"
 }
+bad "resume with another --lr-head" 2 '--lr-head 0.1[0-9]* differs from the checkpoint' bm-train --mode finetune --resume "$T/part.last.safetensors" --lr-head 0.1 -o "$T/bad.safetensors" "$T/s64.bmr"
+bad "resume with -m" 2 'goes on from the tower of its checkpoint' bm-train --mode finetune -m "$MODEL" --resume "$T/part.last.safetensors" -o "$T/bad.safetensors" "$T/s64.bmr"
+bad "resume of a linear checkpoint" 1 'a checkpoint of mode "linear", not a finetune run' bm-train --mode finetune --resume "$T/lin.last.safetensors" -o "$T/bad.safetensors" "$T/s64.bmr"
+
+# (6) larger training images: a random-resized crop and flip of each, seeded
+check "training images of 64 for a model of 48: cropped at random" $FT --epochs 6 -o "$T/c1.safetensors" "$T/s64.bmr"
+acc=$(eval_acc "$T/c1.safetensors" "$T/test.bmr")
+check "  ... it learns: test accuracy $acc >= 0.4 (chance 1/7)" $PY -c "import sys; sys.exit(not float('$acc') >= 0.4)"
+check "  ... the same seed: the same bits" sh -c "$FT --epochs 6 -o '$T/c2.safetensors' '$T/s64.bmr' && cmp '$T/c1.safetensors' '$T/c2.safetensors'"
+
+# (7) bad input
 bm-decode --format ham10000 --size 32 --split test --test-fraction 0.2 -q --max-warnings 0 "$T/HAM" >"$T/s32.bmr" 2>/dev/null
 bad "images smaller than the model's" 1 's32.bmr: record 1: "image" is u8 \[3,32,32\]; the model takes u8 \[3,48,48\] \(or larger, cropped at random\): decode with bm-decode --size 48' \
   bm-train --mode finetune -m "$MODEL" -o "$T/bad.safetensors" "$T/s32.bmr"
@@ -126,7 +148,6 @@ bad "--val of larger images" 1 's64.bmr: record 1: "image" is u8 \[3,64,64\]; th
   bm-train --mode finetune -m "$MODEL" --val "$T/s64.bmr" -o "$T/bad.safetensors" "$T/train.bmr"
 bad "without -m" 2 'needs -m MODEL' bm-train --mode finetune -o "$T/bad.safetensors" "$T/train.bmr"
 bad "--lr" 2 'takes --lr-encoder' bm-train --mode finetune -m "$MODEL" --lr 1e-3 -o "$T/bad.safetensors" "$T/train.bmr"
-bad "--resume" 2 'not yet for --mode finetune' bm-train --mode finetune -m "$MODEL" --resume "$T/a.last.safetensors" -o "$T/bad.safetensors" "$T/train.bmr"
 bad "--features txt" 2 'trains on images' bm-train --mode finetune -m "$MODEL" --features txt -o "$T/bad.safetensors" "$T/train.bmr"
 bad "-m with --mode linear" 2 'are for --mode finetune' bm-train --mode linear -m "$MODEL" -o "$T/bad.safetensors" "$T/train.bmr"
 bad "--lr-encoder 0" 2 'lr-encoder 0: expected a positive number' bm-train --mode finetune -m "$MODEL" --lr-encoder 0 -o "$T/bad.safetensors" "$T/train.bmr"
