@@ -184,19 +184,10 @@ static void block_fwd(const bm_vit *v, const bm_vit_block *b, bm_vt_block_acts *
 void bm_vit_train_forward(bm_vit_train *vt, bm_vt_acts *a, const float *img, int B, float *emb) {
   reserve(vt, a, B);
   const bm_vit *v = &vt->v;
-  int T = v->ntok, W = v->width, GG = v->grid * v->grid, E = v->embed_dim;
+  int T = v->ntok, W = v->width, E = v->embed_dim;
   /* patches[B*GG, W] = conv(img), cols kept for the patch embedding's backward */
   bm_patch_embed(a->patches, img, v->patch_w, v->patch_b, a->cols, B, v->image_size, v->patch, W);
-  /* x[b, 0] = cls + pos[0];  x[b, 1+p] = patches[b, p] + pos[1+p] (as vit.c) */
-  for (int i = 0; i < B; i++) {
-    float *x = a->x + (size_t)i * T * W;
-    for (int c = 0; c < W; c++) x[c] = v->cls[c] + v->pos[c];
-    for (int p = 0; p < GG; p++) {
-      const float *src = a->patches + ((size_t)i * GG + p) * W, *pos = v->pos + (size_t)(p + 1) * W;
-      float *dst = x + (size_t)(p + 1) * W;
-      for (int c = 0; c < W; c++) dst[c] = src[c] + pos[c];
-    }
-  }
+  bm_vit_tokens(v, a->patches, B, a->x); /* x[B*T, W] */
   for (int l = 0; l < v->depth; l++) {
     /* frozen blocks below the first that trains reuse the scratch slot */
     bm_vt_block_acts *s = &a->blk[l >= vt->first ? l - vt->first : a->nslot - 1];
