@@ -803,6 +803,7 @@ static void parse_args(int argc, char **argv, options *o) {
     if (!o->model && !o->resume) bm_usage_die("--mode finetune needs -m MODEL (the model whose image tower it trains)");
     if (o->model && o->resume) bm_usage_die("-m and --resume: a resumed run goes on from the tower of its checkpoint");
     if (lr_given) bm_usage_die("--lr: --mode finetune takes --lr-encoder (the tower) and --lr-head (the head)");
+    if (o->freeze && o->given[O_UNLOCK]) bm_usage_die("--freeze-tower and --unlock-last: choose one");
     if (o->feat != BM_FEAT_IMG) bm_usage_die("--features: --mode finetune trains on images (its head reads img_emb)");
   }
   if (!o->out) bm_usage_die("-o OUT.safetensors is required");

@@ -149,6 +149,7 @@ bad "--val of larger images" 1 's64.bmr: record 1: "image" is u8 \[3,64,64\]; th
 bad "without -m" 2 'needs -m MODEL' bm-train --mode finetune -o "$T/bad.safetensors" "$T/train.bmr"
 bad "--lr" 2 'takes --lr-encoder' bm-train --mode finetune -m "$MODEL" --lr 1e-3 -o "$T/bad.safetensors" "$T/train.bmr"
 bad "--features txt" 2 'trains on images' bm-train --mode finetune -m "$MODEL" --features txt -o "$T/bad.safetensors" "$T/train.bmr"
+bad "--freeze-tower with --unlock-last" 2 'choose one' bm-train --mode finetune -m "$MODEL" --freeze-tower --unlock-last 1 -o "$T/bad.safetensors" "$T/train.bmr"
 bad "-m with --mode linear" 2 'are for --mode finetune' bm-train --mode linear -m "$MODEL" -o "$T/bad.safetensors" "$T/train.bmr"
 bad "--lr-encoder 0" 2 'lr-encoder 0: expected a positive number' bm-train --mode finetune -m "$MODEL" --lr-encoder 0 -o "$T/bad.safetensors" "$T/train.bmr"
 bad "--resume of a finetune checkpoint in linear mode" 1 'a checkpoint of mode "finetune", not a linear head' \
