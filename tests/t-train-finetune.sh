@@ -86,6 +86,24 @@ assert len(same) == 16 and len(diff) == 15, (len(same), len(diff))
 assert all(f[k] == u[k] for k in same), [k for k in same if f[k] != u[k]]
 assert all(f[k] != u[k] for k in diff), [k for k in diff if f[k] == u[k]]"
 
+# (3b) multilabel: the same images with two labels each (the class and the next), weighted BCE
+$PY -c "
+import sys; sys.path.insert(0, '$BM_TESTS/../examples'); import read_records as rr, numpy as np
+for src in ('train', 'test'):
+    pairs = list(rr.read(open('$T/%s.bmr' % src, 'rb')))
+    h = dict(pairs[0][0]); h['task'] = 'multilabel'
+    recs = []
+    for _, r in pairs:
+        t = r['target'].astype(np.float32); t = np.maximum(t, np.roll(t, 1)); r['target'] = t; recs.append(r)
+    rr.write(open('$T/ml-%s.bmr' % src, 'wb'), h, recs)"
+check "multilabel: trains (BCE with inverse-frequency pos_weight)" $FT -o "$T/ml.safetensors" "$T/ml-train.bmr"
+check "  ... the checkpoint holds loss.pos_weight and says multilabel" $PY -c "$st_py
+t, h, meta = st('$T/ml.safetensors')
+assert h['loss.pos_weight']['shape'] == [7] and json.loads(meta['config'])['task'] == 'multilabel'"
+check "  ... bm-embed-img -m | bm-fuse -m | bm-score: macro AUC >= 0.75 (chance 0.5)" sh -c "
+  bm-embed-img -q -m '$T/ml.safetensors' <'$T/ml-test.bmr' | bm-fuse -q -m '$T/ml.safetensors' | bm-score -j >'$T/ml.json' &&
+  $PY -c \"import json, sys; a = json.load(open('$T/ml.json'))['auc_macro']; print(a); sys.exit(not a >= 0.75)\""
+
 # (4) deterministic for a seed and thread count
 check "the same seed and threads: the same checkpoint bits" sh -c "
   $FT --seed 3 --epochs 2 -o '$T/d1.safetensors' '$T/train.bmr' && $FT --seed 3 --epochs 2 -o '$T/d2.safetensors' '$T/train.bmr' &&
