@@ -153,20 +153,37 @@ static void torch_case(const bm_model *m, const msgpack_object *rec, int mc) {
   CHECK(e < 1e-4 && ncmp >= (mc ? f.vt.nt + 2 : 7), "%s: %d parameter gradients equal torch's (worst rel %.2g in %s)",
         cs, ncmp, e, worst);
   if (mc) {
-    /* unlock the last block: its tensors, the norm and the projection get
-     * the same bits; nothing below has a gradient */
-    bm_ft u;
-    bm_ft_init(&u, &m->vit, 1, 0, C, 0, NULL, W, b, 1e-5, 1e-3, 0.1);
-    bm_ft_grad(&u, img, Y, B);
-    int same = 1, none = 1, trained = 0;
-    for (int i = 0; i < u.vt.nt; i++) {
-      const float *gu = bm_vit_train_grad(&u.vt, i), *gf = bm_vit_train_grad(&f.vt, i);
-      if (!gu) none &= strstr(u.vt.t[i].name, "blocks.0.") || !strstr(u.vt.t[i].name, "blocks.");
-      else trained++, same &= !memcmp(gu, gf, u.vt.t[i].n * sizeof(float)) && !strstr(u.vt.t[i].name, "blocks.0.");
+    /* unlock the last block (then none): its tensors, the norm and the
+     * projection get the same bits; nothing below has a gradient */
+    for (int un = 1; un >= 0; un--) {
+      bm_ft u;
+      bm_ft_init(&u, &m->vit, un, 0, C, 0, NULL, W, b, 1e-5, 1e-3, 0.1);
+      bm_ft_grad(&u, img, Y, B);
+      int same = 1, none = 1, trained = 0;
+      for (int i = 0; i < u.vt.nt; i++) {
+        const float *gu = bm_vit_train_grad(&u.vt, i), *gf = bm_vit_train_grad(&f.vt, i);
+        const char *n = u.vt.t[i].name;
+        int lower = strstr(n, "blocks.0.") || (un == 0 && strstr(n, "blocks.1.")) || !strstr(n, "blocks.");
+        int top = !strstr(n, "blocks.") && !strstr(n, "embed") && !strstr(n, "cls_token");
+        if (!gu) none &= lower && !top;
+        else trained++, same &= !memcmp(gu, gf, u.vt.t[i].n * sizeof(float)) && (!lower || top);
+      }
+      CHECK(same && none && trained == 12 * un + 3 && u.opt.nparams == 12 * un + 5,
+            "unlock-last %d: %d tensors train, with the full run's gradient bits; the others none", un, trained);
+      bm_ft_free(&u);
     }
-    CHECK(same && none && trained == 12 + 3 && u.opt.nparams == 17,
-          "unlock-last 1: %d tensors train, with the full run's gradient bits; block 0 and the embedding none", trained);
-    bm_ft_free(&u);
+
+    { /* a frozen tower: only the head trains, with the same head gradients */
+      bm_ft z;
+      bm_ft_init(&z, &m->vit, -1, 1, C, 0, NULL, W, b, 1e-5, 1e-3, 0.1);
+      double lz = bm_ft_grad(&z, img, Y, B);
+      int none = !z.vt.g;
+      for (int i = 0; i < z.vt.nt; i++) none &= !bm_vit_train_grad(&z.vt, i);
+      CHECK(none && z.opt.nparams == 2 && lz == loss && !memcmp(z.gW, f.gW, sizeof(float) * (size_t)C * f.E) &&
+                !memcmp(z.gb, f.gb, sizeof(float) * (size_t)C),
+            "frozen tower: the loss and the head's gradients of the full run, no tower gradient");
+      bm_ft_free(&z);
+    }
 
     /* finite differences on a few parameters of the whole tower */
     static const char *fd_names[] = {"visual.trunk.patch_embed.proj.weight", "visual.trunk.pos_embed",
