@@ -146,8 +146,10 @@ int bm_linhead_load(const char *path, bm_linhead *h, char *err, size_t errlen) {
     return fail(err, errlen, "%s: the \"config\" metadata is not a JSON object", path);
   const char *mode = json_string_value(json_object_get(h->config, "mode"));
   if (!mode) return fail(err, errlen, "%s: config has no \"mode\": not a bm-train checkpoint", path);
-  if (strcmp(mode, "linear"))
-    return fail(err, errlen, "%s: a checkpoint of mode \"%s\", not a linear head (--mode linear)", path, mode);
+  /* a finetune checkpoint carries the same head on its tower's img_emb */
+  if (strcmp(mode, "linear") && strcmp(mode, "finetune"))
+    return fail(err, errlen, "%s: a checkpoint of mode \"%s\", not a linear head (--mode linear or finetune)", path,
+                mode);
   const char *feat = json_string_value(json_object_get(h->config, "features"));
   if (!feat || bm_feat_parse(feat, &h->feat))
     return fail(err, errlen, "%s: config \"features\" is not img, txt or both", path);

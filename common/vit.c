@@ -50,24 +50,28 @@ static void block_forward(const bm_vit *m, const bm_vit_block *b, bm_vit_acts *a
   bm_linear_residual(a->x, a->h, b->fc2_w, b->fc2_b, N, M, W);          /* x += fc2(h) */
 }
 
-void bm_vit_forward(const bm_vit *m, bm_vit_acts *a, const float *img, int B, float *emb,
-                    float *tokens) {
-  acts_reserve(m, a, B);
+void bm_vit_tokens(const bm_vit *m, const float *patches, int B, float *x) {
   int T = m->ntok, W = m->width, GG = m->grid * m->grid;
-  for (int i = 0; i < B; i++) a->start[i] = i * T, a->len[i] = T;
-  /* patches[B*GG, W] = conv(img) */
-  bm_patch_embed(a->patches, img, m->patch_w, m->patch_b, a->cols, B, m->image_size, m->patch, W);
-  /* x[b, 0] = cls + pos[0];  x[b, 1+p] = patches[b, p] + pos[1+p] */
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < B; i++) {
-    float *x = a->x + (size_t)i * T * W;
-    for (int c = 0; c < W; c++) x[c] = m->cls[c] + m->pos[c];
+    float *xi = x + (size_t)i * T * W;
+    for (int c = 0; c < W; c++) xi[c] = m->cls[c] + m->pos[c];
     for (int p = 0; p < GG; p++) {
-      const float *src = a->patches + ((size_t)i * GG + p) * W, *pos = m->pos + (size_t)(p + 1) * W;
-      float *dst = x + (size_t)(p + 1) * W;
+      const float *src = patches + ((size_t)i * GG + p) * W, *pos = m->pos + (size_t)(p + 1) * W;
+      float *dst = xi + (size_t)(p + 1) * W;
       for (int c = 0; c < W; c++) dst[c] = src[c] + pos[c];
     }
   }
+}
+
+void bm_vit_forward(const bm_vit *m, bm_vit_acts *a, const float *img, int B, float *emb,
+                    float *tokens) {
+  acts_reserve(m, a, B);
+  int T = m->ntok, W = m->width;
+  for (int i = 0; i < B; i++) a->start[i] = i * T, a->len[i] = T;
+  /* patches[B*GG, W] = conv(img) */
+  bm_patch_embed(a->patches, img, m->patch_w, m->patch_b, a->cols, B, m->image_size, m->patch, W);
+  bm_vit_tokens(m, a->patches, B, a->x);
   for (int l = 0; l < m->depth; l++) block_forward(m, &m->blocks[l], a, B);
   if (tokens) {
     /* tokens[B*T, W] = LN(x); pooled = token 0 of each image */

@@ -41,6 +41,10 @@ typedef struct {
 
 void bm_vit_acts_free(bm_vit_acts *a);
 
+/* x[b, 0] = cls + pos[0];  x[b, 1+p] = patches[b, p] + pos[1+p]:
+ * patches[B*G*G, W] -> x[B*T, W] (the training forward shares it). */
+void bm_vit_tokens(const bm_vit *m, const float *patches, int B, float *x);
+
 /* img[B, 3, S, S] normalized floats -> emb[B, E] (L2 normalized) and, when
  * tokens != NULL, tokens[B, T, W] = the final norm of every token. */
 void bm_vit_forward(const bm_vit *m, bm_vit_acts *a, const float *img, int B, float *emb,

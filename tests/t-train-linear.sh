@@ -183,7 +183,7 @@ for args in "" "--mode finetune -o x t" "--mode bogus -o x t" "--mode linear t" 
   bm-train $args </dev/null >/dev/null 2>"$T/err"
   check_eq "usage error, status 2: bm-train $args" "$?" 2
 done
-check "--mode finetune says not yet" sh -c "bm-train --mode finetune -o x t 2>&1 | grep -q 'not yet'"
+check "--mode fusion says not yet" sh -c "bm-train --mode fusion -o x t 2>&1 | grep -q 'not yet'"
 check "--help on stdout, status 0" sh -c "bm-train --help | grep -q '^Usage: bm-train'"
 
 # bm-fuse -m: errors

@@ -1,0 +1,243 @@
+/* vit_train.c - the image tower's training forward and backward (vit_train.h). */
+#include "vit_train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backward.h"
+#include "kernels.h"
+#include "util.h"
+
+enum { B_LN1W, B_LN1B, B_QKVW, B_QKVB, B_PROJW, B_PROJB, B_LN2W, B_LN2B, B_FC1W, B_FC1B, B_FC2W,
+       B_FC2B, B_NT };
+/* tensors before the blocks: patch W, patch b, cls, pos */
+#define PRE 4
+
+static void add(bm_vit_train *vt, const char *name, int ndim, const int64_t *shape, int decay) {
+  bm_vt_tensor *t = &vt->t[vt->nt++];
+  snprintf(t->name, sizeof t->name, "%s", name);
+  t->ndim = ndim;
+  t->n = 1;
+  for (int k = 0; k < ndim; k++) t->shape[k] = shape[k], t->n *= (size_t)shape[k];
+  t->off = vt->np;
+  t->decay = decay;
+  vt->np += t->n;
+}
+
+static void add_block(bm_vit_train *vt, int l, int W, int M) {
+  static const char *sfx[B_NT] = {"norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias",
+                                  "attn.proj.weight", "attn.proj.bias", "norm2.weight", "norm2.bias",
+                                  "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"};
+  int64_t sh[B_NT][2] = {{W}, {W}, {3 * W, W}, {3 * W}, {W, W}, {W}, {W}, {W}, {M, W}, {M}, {W, M}, {W}};
+  for (int k = 0; k < B_NT; k++) {
+    char n[96];
+    snprintf(n, sizeof n, "visual.trunk.blocks.%d.%s", l, sfx[k]);
+    int mat = k == B_QKVW || k == B_PROJW || k == B_FC1W || k == B_FC2W;
+    add(vt, n, mat ? 2 : 1, sh[k], mat);
+  }
+}
+
+/* Points v's tensors into p. */
+static void bind(bm_vit_train *vt) {
+  bm_vit *v = &vt->v;
+  const float *p = vt->p;
+  const bm_vt_tensor *t = vt->t;
+  v->patch_w = p + t[0].off, v->patch_b = p + t[1].off, v->cls = p + t[2].off, v->pos = p + t[3].off;
+  for (int l = 0; l < v->depth; l++) {
+    const bm_vt_tensor *b = t + PRE + l * B_NT;
+    bm_vit_block *k = &v->blocks[l];
+    k->ln1_w = p + b[B_LN1W].off, k->ln1_b = p + b[B_LN1B].off;
+    k->qkv_w = p + b[B_QKVW].off, k->qkv_b = p + b[B_QKVB].off;
+    k->proj_w = p + b[B_PROJW].off, k->proj_b = p + b[B_PROJB].off;
+    k->ln2_w = p + b[B_LN2W].off, k->ln2_b = p + b[B_LN2B].off;
+    k->fc1_w = p + b[B_FC1W].off, k->fc1_b = p + b[B_FC1B].off;
+    k->fc2_w = p + b[B_FC2W].off, k->fc2_b = p + b[B_FC2B].off;
+  }
+  int n = PRE + v->depth * B_NT;
+  v->norm_w = p + t[n].off, v->norm_b = p + t[n + 1].off, v->head_w = p + t[n + 2].off;
+}
+
+static void put(float *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof(float)); }
+
+void bm_vit_train_init(bm_vit_train *vt, const bm_vit *src, int unlock, int frozen) {
+  memset(vt, 0, sizeof *vt);
+  vt->v = *src;
+  bm_vit *v = &vt->v;
+  v->blocks = bm_xcalloc((size_t)v->depth, sizeof(bm_vit_block));
+  int W = v->width, M = v->mlp, P = v->patch, T = v->ntok, E = v->embed_dim, D = v->depth;
+  vt->t = bm_xcalloc((size_t)(PRE + D * B_NT + 3), sizeof(bm_vt_tensor));
+  add(vt, "visual.trunk.patch_embed.proj.weight", 4, (int64_t[]){W, 3, P, P}, 1);
+  add(vt, "visual.trunk.patch_embed.proj.bias", 1, (int64_t[]){W}, 0);
+  add(vt, "visual.trunk.cls_token", 3, (int64_t[]){1, 1, W}, 0);
+  add(vt, "visual.trunk.pos_embed", 3, (int64_t[]){1, T, W}, 0);
+  for (int l = 0; l < D; l++) add_block(vt, l, W, M);
+  add(vt, "visual.trunk.norm.weight", 1, (int64_t[]){W}, 0);
+  add(vt, "visual.trunk.norm.bias", 1, (int64_t[]){W}, 0);
+  add(vt, "visual.head.proj.weight", 2, (int64_t[]){E, W}, 1);
+  vt->p = bm_xmalloc(bm_mul_size(vt->np, sizeof(float)));
+  const bm_vt_tensor *t = vt->t;
+  put(vt->p + t[0].off, src->patch_w, t[0].n), put(vt->p + t[1].off, src->patch_b, t[1].n);
+  put(vt->p + t[2].off, src->cls, t[2].n), put(vt->p + t[3].off, src->pos, t[3].n);
+  for (int l = 0; l < D; l++) {
+    const bm_vt_tensor *b = t + PRE + l * B_NT;
+    const bm_vit_block *k = &src->blocks[l];
+    const float *s[B_NT] = {k->ln1_w, k->ln1_b, k->qkv_w, k->qkv_b, k->proj_w, k->proj_b,
+                            k->ln2_w, k->ln2_b, k->fc1_w, k->fc1_b, k->fc2_w, k->fc2_b};
+    for (int i = 0; i < B_NT; i++) put(vt->p + b[i].off, s[i], b[i].n);
+  }
+  int n = PRE + D * B_NT;
+  put(vt->p + t[n].off, src->norm_w, t[n].n), put(vt->p + t[n + 1].off, src->norm_b, t[n + 1].n);
+  put(vt->p + t[n + 2].off, src->head_w, t[n + 2].n);
+  bind(vt);
+
+  vt->frozen = frozen;
+  if (frozen) {
+    vt->first = D, vt->goff = vt->np;
+    return;
+  }
+  if (unlock < 0 || unlock >= D) vt->first = 0, vt->embed_trains = 1, vt->goff = 0;
+  else vt->first = D - unlock, vt->goff = t[PRE + vt->first * B_NT].off;
+  vt->g = bm_xcalloc(vt->np - vt->goff, sizeof(float));
+}
+
+void bm_vit_train_free(bm_vit_train *vt) {
+  free(vt->v.blocks), free(vt->t), free(vt->p), free(vt->g);
+  memset(vt, 0, sizeof *vt);
+}
+
+float *bm_vit_train_grad(const bm_vit_train *vt, int i) {
+  if (!vt->g || vt->t[i].off < vt->goff) return NULL;
+  return vt->g + (vt->t[i].off - vt->goff);
+}
+
+void bm_vit_train_zero_grad(bm_vit_train *vt) {
+  if (vt->g) memset(vt->g, 0, (vt->np - vt->goff) * sizeof(float));
+}
+
+/* ---- activations ---- */
+
+static float *fbuf(size_t n) { return bm_xmalloc(bm_mul_size(n ? n : 1, sizeof(float))); }
+
+static void slot_free(bm_vt_block_acts *s) {
+  free(s->x), free(s->ln1), free(s->m1), free(s->r1), free(s->qkv), free(s->P), free(s->att);
+  free(s->xm), free(s->ln2), free(s->m2), free(s->r2), free(s->pre), free(s->h);
+}
+
+void bm_vt_acts_free(bm_vt_acts *a) {
+  for (int i = 0; i < a->nslot; i++) slot_free(&a->blk[i]);
+  free(a->blk), free(a->x), free(a->cols), free(a->patches), free(a->pin), free(a->pooled);
+  free(a->mf), free(a->rf), free(a->raw), free(a->emb), free(a->start), free(a->len);
+  free(a->d), free(a->dln), free(a->datt), free(a->dqkv), free(a->dh), free(a->dpatch);
+  free(a->dpin), free(a->dpooled), free(a->draw), free(a->bscratch);
+  memset(a, 0, sizeof *a);
+}
+
+static void reserve(const bm_vit_train *vt, bm_vt_acts *a, int B) {
+  if (B <= a->cap) return;
+  bm_vt_acts_free(a);
+  const bm_vit *v = &vt->v;
+  size_t N = (size_t)B * v->ntok, W = (size_t)v->width, M = (size_t)v->mlp, E = (size_t)v->embed_dim;
+  size_t BG = (size_t)B * v->grid * v->grid, PP = (size_t)v->patch * v->patch;
+  a->start = bm_xmalloc(sizeof(int) * (size_t)B);
+  a->len = bm_xmalloc(sizeof(int) * (size_t)B);
+  for (int i = 0; i < B; i++) a->start[i] = i * v->ntok, a->len[i] = v->ntok;
+  size_t nP = bm_attention_probs_size(a->len, B, v->heads);
+  a->nslot = v->depth - vt->first + 1;
+  a->blk = bm_xcalloc((size_t)a->nslot, sizeof *a->blk);
+  for (int i = 0; i < a->nslot; i++) {
+    bm_vt_block_acts *s = &a->blk[i];
+    s->x = fbuf(N * W), s->ln1 = fbuf(N * W), s->m1 = fbuf(N), s->r1 = fbuf(N);
+    s->qkv = fbuf(N * 3 * W), s->P = fbuf(nP), s->att = fbuf(N * W), s->xm = fbuf(N * W);
+    s->ln2 = fbuf(N * W), s->m2 = fbuf(N), s->r2 = fbuf(N), s->pre = fbuf(N * M), s->h = fbuf(N * M);
+  }
+  a->x = fbuf(N * W), a->cols = fbuf(BG * 3 * PP), a->patches = fbuf(BG * W);
+  a->pin = fbuf((size_t)B * W), a->pooled = fbuf((size_t)B * W), a->mf = fbuf(B), a->rf = fbuf(B);
+  a->raw = fbuf((size_t)B * E), a->emb = fbuf((size_t)B * E);
+  if (!vt->frozen) {
+    a->d = fbuf(N * W), a->dln = fbuf(N * W), a->datt = fbuf(N * W), a->dqkv = fbuf(N * 3 * W);
+    a->dh = fbuf(N * M), a->dpatch = fbuf(BG * W), a->dpin = fbuf((size_t)B * W);
+    a->dpooled = fbuf((size_t)B * W), a->draw = fbuf((size_t)B * E);
+    a->bscratch = fbuf(bm_attention_backward_scratch(v->ntok));
+  }
+  a->cap = B;
+}
+
+/* One pre-norm block: x[N,W] -> x (in place), activations kept in s. The
+ * same calls as vit.c's block_forward: the residual adds are GEMMs with
+ * beta = 1 on a copy of the stream, so the bits agree. */
+static void block_fwd(const bm_vit *v, const bm_vit_block *b, bm_vt_block_acts *s, float *x, int B,
+                      const int *start, const int *len) {
+  int N = B * v->ntok, W = v->width, M = v->mlp;
+  size_t NW = (size_t)N * W * sizeof(float);
+  memcpy(s->x, x, NW);
+  bm_layernorm_train(s->ln1, s->m1, s->r1, s->x, b->ln1_w, b->ln1_b, N, W, v->eps); /* ln1[N,W] */
+  bm_linear(s->qkv, s->ln1, b->qkv_w, b->qkv_b, N, W, 3 * W);                         /* qkv[N,3W] */
+  bm_attention_train(s->att, s->P, s->qkv, start, len, B, W, v->heads, NULL);         /* att[N,W] */
+  bm_linear_residual(x, s->att, b->proj_w, b->proj_b, N, W, W);                      /* x += proj(att) */
+  memcpy(s->xm, x, NW);
+  bm_layernorm_train(s->ln2, s->m2, s->r2, s->xm, b->ln2_w, b->ln2_b, N, W, v->eps); /* ln2[N,W] */
+  bm_linear_gelu_train(s->pre, s->h, s->ln2, b->fc1_w, b->fc1_b, N, W, M);           /* h[N,M] */
+  bm_linear_residual(x, s->h, b->fc2_w, b->fc2_b, N, M, W);                          /* x += fc2(h) */
+}
+
+void bm_vit_train_forward(bm_vit_train *vt, bm_vt_acts *a, const float *img, int B, float *emb) {
+  reserve(vt, a, B);
+  const bm_vit *v = &vt->v;
+  int T = v->ntok, W = v->width, E = v->embed_dim;
+  /* patches[B*GG, W] = conv(img), cols kept for the patch embedding's backward */
+  bm_patch_embed(a->patches, img, v->patch_w, v->patch_b, a->cols, B, v->image_size, v->patch, W);
+  bm_vit_tokens(v, a->patches, B, a->x); /* x[B*T, W] */
+  for (int l = 0; l < v->depth; l++) {
+    /* frozen blocks below the first that trains reuse the scratch slot */
+    bm_vt_block_acts *s = &a->blk[l >= vt->first ? l - vt->first : a->nslot - 1];
+    block_fwd(v, &v->blocks[l], s, a->x, B, a->start, a->len);
+  }
+  /* pin[B,W] = token 0; pooled = LN(pin); raw[B,E] = pooled head^T; emb = raw / |raw| */
+  for (int i = 0; i < B; i++)
+    memcpy(a->pin + (size_t)i * W, a->x + (size_t)i * T * W, sizeof(float) * (size_t)W);
+  bm_layernorm_train(a->pooled, a->mf, a->rf, a->pin, v->norm_w, v->norm_b, B, W, v->eps);
+  bm_linear(a->raw, a->pooled, v->head_w, NULL, B, W, E);
+  memcpy(a->emb, a->raw, sizeof(float) * (size_t)B * E);
+  bm_l2_normalize(a->emb, B, E);
+  if (emb) memcpy(emb, a->emb, sizeof(float) * (size_t)B * E);
+}
+
+/* d[N,W] = dL/d(block output) -> dL/d(block input) (in place); parameter
+ * gradients added; need_dx = 0 skips LN1's input gradient (nothing below
+ * trains). */
+static void block_bwd(bm_vit_train *vt, bm_vt_acts *a, int l, int B, int need_dx) {
+  const bm_vit *v = &vt->v;
+  const bm_vit_block *b = &v->blocks[l];
+  bm_vt_block_acts *s = &a->blk[l - vt->first];
+  int N = B * v->ntok, W = v->width, M = v->mlp, k0 = PRE + l * B_NT;
+#define G(k) bm_vit_train_grad(vt, k0 + (k))
+  bm_linear_backward(a->dh, G(B_FC2W), G(B_FC2B), a->d, s->h, b->fc2_w, N, M, W, 0);   /* dh[N,M] */
+  bm_gelu_backward(a->dh, a->dh, s->pre, (size_t)N * M);                              /* dpre */
+  bm_linear_backward(a->dln, G(B_FC1W), G(B_FC1B), a->dh, s->ln2, b->fc1_w, N, W, M, 0); /* dln2 */
+  bm_layernorm_backward(a->d, G(B_LN2W), G(B_LN2B), a->dln, s->xm, s->m2, s->r2, b->ln2_w, N, W, 1);
+  bm_linear_backward(a->datt, G(B_PROJW), G(B_PROJB), a->d, s->att, b->proj_w, N, W, W, 0);
+  bm_attention_backward(a->dqkv, a->datt, s->qkv, s->P, a->start, a->len, B, W, v->heads, a->bscratch);
+  bm_linear_backward(a->dln, G(B_QKVW), G(B_QKVB), a->dqkv, s->ln1, b->qkv_w, N, W, 3 * W, 0);
+  bm_layernorm_backward(need_dx ? a->d : NULL, G(B_LN1W), G(B_LN1B), a->dln, s->x, s->m1, s->r1, b->ln1_w,
+                        N, W, 1);
+#undef G
+}
+
+void bm_vit_train_backward(bm_vit_train *vt, bm_vt_acts *a, const float *demb, int B) {
+  if (vt->frozen) return;
+  const bm_vit *v = &vt->v;
+  int T = v->ntok, W = v->width, E = v->embed_dim, N = B * T, D = v->depth, n = PRE + D * B_NT;
+  bm_l2_normalize_backward(a->draw, demb, a->raw, B, E);                                      /* draw[B,E] */
+  bm_linear_backward(a->dpooled, bm_vit_train_grad(vt, n + 2), NULL, a->draw, a->pooled, v->head_w, B, W, E, 0);
+  bm_layernorm_backward(a->dpin, bm_vit_train_grad(vt, n), bm_vit_train_grad(vt, n + 1), a->dpooled, a->pin,
+                        a->mf, a->rf, v->norm_w, B, W, 0);                                    /* dpin[B,W] */
+  if (vt->first == D) return; /* no block trains */
+  bm_pool_token0_backward(a->d, a->dpin, a->start, B, N, W);                                  /* d[N,W] */
+  for (int l = D - 1; l >= vt->first; l--) block_bwd(vt, a, l, B, l > vt->first || vt->embed_trains);
+  if (!vt->embed_trains) return;
+  int GG = v->grid * v->grid;
+  bm_vit_tokens_backward(a->dpatch, bm_vit_train_grad(vt, 2), bm_vit_train_grad(vt, 3), a->d, B, GG, W);
+  bm_patch_embed_backward(bm_vit_train_grad(vt, 0), bm_vit_train_grad(vt, 1), a->dpatch, a->cols, B,
+                          v->image_size, v->patch, W);
+}

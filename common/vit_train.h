@@ -1,0 +1,90 @@
+/* vit_train.h - the image tower (vit.h) as a trainable thing: its
+ * parameters copied into one buffer that training owns and updates, a
+ * training forward that keeps what the backward needs, and that backward
+ * (backward.h's layers composed, gradients ACCUMULATED as backward.h says).
+ *
+ * Parameters live in one float buffer p, in the order
+ *   patch_embed W [W,3,P,P], b [W]; cls_token [1,1,W]; pos_embed [1,T,W];
+ *   blocks 0..depth-1: norm1 w,b; qkv W [3W,W], b; proj W [W,W], b;
+ *                      norm2 w,b; fc1 W [M,W], b; fc2 W [W,M], b;
+ *   norm w,b [W]; head.proj W [E,W]
+ * so that what trains (the last N blocks, the final norm and the head) is a
+ * suffix of p: the gradient buffer g covers only that suffix, and frozen
+ * tensors have no gradient at all. `v` is a bm_vit whose pointers point into
+ * p, so the inference forward (bm_vit_forward) runs on the trained weights.
+ *
+ * The training forward gives the same bits as bm_vit_forward (the same row
+ * functions and GEMM calls; tests/unit/test_vit_train.c checks it). */
+#ifndef BM_VIT_TRAIN_H
+#define BM_VIT_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vit.h"
+
+typedef struct {
+  char name[96];        /* open_clip name, e.g. "visual.trunk.blocks.3.attn.qkv.weight" */
+  int ndim;
+  int64_t shape[4];
+  size_t off, n;        /* in p (floats) */
+  int decay;            /* 1: weight decay applies (matrices); 0: norms, biases, cls, pos */
+} bm_vt_tensor;
+
+/* What trains: everything (unlock < 0 or >= depth), the last `unlock`
+ * blocks + final norm + head (0 <= unlock < depth: unlock 0 is norm + head),
+ * or nothing (frozen: the tower is a fixed feature extractor). */
+typedef struct {
+  bm_vit v;              /* views into p */
+  bm_vt_tensor *t;       /* [nt] in the order above */
+  int nt;
+  float *p;              /* [np] parameters */
+  size_t np;
+  float *g;              /* [np - goff] gradients of p[goff..np); NULL when frozen */
+  size_t goff;
+  int first;             /* lowest block that trains (depth when only norm/head or frozen) */
+  int embed_trains;      /* patch embed, cls, pos train */
+  int frozen;
+} bm_vit_train;
+
+/* Copies the weights of src (any bm_vit, e.g. bm_model's) into a new trainable
+ * tower. Gradients are zeroed. */
+void bm_vit_train_init(bm_vit_train *vt, const bm_vit *src, int unlock, int frozen);
+void bm_vit_train_free(bm_vit_train *vt);
+/* The gradient of tensor i, or NULL when it does not train. */
+float *bm_vit_train_grad(const bm_vit_train *vt, int i);
+void bm_vit_train_zero_grad(bm_vit_train *vt);
+
+/* Activations of one block, N = B*T rows. */
+typedef struct {
+  float *x;               /* [N,W] block input (kept for LN1's backward) */
+  float *ln1, *m1, *r1;   /* [N,W] LN1 out, [N] mean, [N] rstd */
+  float *qkv;             /* [N,3W] */
+  float *P;               /* attention probabilities (backward.h layout) */
+  float *att;             /* [N,W] attention output (proj input) */
+  float *xm;              /* [N,W] x + proj(att) (LN2 input) */
+  float *ln2, *m2, *r2;   /* [N,W], [N], [N] */
+  float *pre, *h;         /* [N,M] fc1 pre-activation, GELU(pre) (fc2 input) */
+} bm_vt_block_acts;
+
+typedef struct {
+  int cap;                     /* images the buffers hold */
+  int nslot;                   /* block activation sets: depth - first, plus one scratch */
+  bm_vt_block_acts *blk;       /* [nslot]: slot of block l is l - first; frozen blocks share the last */
+  float *x;                    /* [N,W] the residual stream between blocks */
+  float *cols, *patches;       /* [B*G*G, 3PP], [B*G*G, W] */
+  float *pin, *pooled, *mf, *rf; /* [B,W] token 0 of x, final norm of it, [B] mean, rstd */
+  float *raw, *emb;            /* [B,E] head output before / after L2 normalize */
+  int *start, *len;            /* [B] */
+  /* backward scratch */
+  float *d, *dln, *datt, *dqkv, *dh, *dpatch, *dpin, *dpooled, *draw, *bscratch;
+} bm_vt_acts;
+
+void bm_vt_acts_free(bm_vt_acts *a);
+
+/* img[B,3,S,S] normalized -> emb[B,E] (L2 normalized; also kept in a->emb). */
+void bm_vit_train_forward(bm_vit_train *vt, bm_vt_acts *a, const float *img, int B, float *emb);
+/* From demb[B,E] = dL/d(emb) of the last forward: gradients added to vt->g. */
+void bm_vit_train_backward(bm_vit_train *vt, bm_vt_acts *a, const float *demb, int B);
+
+#endif
