@@ -56,7 +56,7 @@ static const char usage[] =
     "      --freeze-tower       finetune: train the head only, on the fixed tower\n"
     "      --features img|txt|both  img_emb (default), txt_emb, or both concatenated\n"
     "  -e, --epochs N           epochs (default 10)\n"
-    "  -b, --batch N            batch size (default 64)\n"
+    "  -b, --batch N            batch size (default 64; finetune 16)\n"
     "      --lr X               linear: peak learning rate (default 1e-3)\n"
     "      --weight-decay X     AdamW decoupled weight decay of matrices, not of\n"
     "                           biases, norms, embeddings (default 0)\n"
@@ -831,6 +831,9 @@ int main(int argc, char **argv) {
   options o = {.epochs = 10, .batch = 64, .lr = 1e-3, .fraction = 1, .pos_weight = 1, .lr_enc = 1e-5,
                .lr_head = 1e-3, .unlock = -1};
   parse_args(argc, argv, &o);
+  /* a ViT-B/16 image keeps ~140 MB of activations: 64 of them would not fit
+   * the workstations this runs on */
+  if (o.mode == MODE_FINETUNE && !o.given[O_BATCH]) o.batch = 16;
   if (o.threads) bm_set_threads((int)o.threads);
   char *lastp = last_path(o.out);
   if (!strcmp(lastp, o.out) || (o.resume && !strcmp(o.resume, o.out)))

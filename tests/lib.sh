@@ -23,3 +23,15 @@ check_eq() {
 }
 # grep_in FILE PATTERN: the file has a line matching the extended regex
 grep_in() { grep -Eq -- "$2" "$1"; }
+# check_refused "what" STATUS 'message regex' command...: the command exits
+# with STATUS, says something matching the regex on stderr, and leaves no
+# $T/bad.safetensors or $T/bad.last.safetensors behind (bm-train's outputs
+# in the tests that use it: nothing is written by a refused run).
+check_refused() {
+  what=$1 want=$2 msg=$3; shift 3
+  rm -f "$T/bad.safetensors" "$T/bad.last.safetensors"
+  "$@" >"$T/bad.out" 2>"$T/bad.err"
+  check_eq "$what: status $want" "$?" "$want"
+  check "  ... says: $msg" grep -Eq -- "$msg" "$T/bad.err"
+  check "  ... writes nothing" test ! -e "$T/bad.safetensors" -a ! -e "$T/bad.last.safetensors"
+}

@@ -130,17 +130,9 @@ check "  ... the last checkpoint holds the moments of every trained tensor" $PY 
 t, _, _ = st('$T/full.last.safetensors')
 m = [k for k in t if k.startswith('optim.m.')]
 assert len(m) == 31 + 2 and 'optim.v.visual.trunk.pos_embed' in t and 'optim.m.head.bias' in t, len(m)"
-bad() { # bad "what" STATUS 'message regex' command...
-  what=$1 want=$2 msg=$3; shift 3
-  rm -f "$T/bad.safetensors" "$T/bad.last.safetensors"
-  "$@" >"$T/bad.out" 2>"$T/bad.err"
-  check_eq "$what: status $want" "$?" "$want"
-  check "  ... says: $msg" grep -Eq -- "$msg" "$T/bad.err"
-  check "  ... writes nothing" test ! -e "$T/bad.safetensors" -a ! -e "$T/bad.last.safetensors"
-}
-bad "resume with another --lr-head" 2 '--lr-head 0.1[0-9]* differs from the checkpoint' bm-train --mode finetune --resume "$T/part.last.safetensors" --lr-head 0.1 -o "$T/bad.safetensors" "$T/s64.bmr"
-bad "resume with -m" 2 'goes on from the tower of its checkpoint' bm-train --mode finetune -m "$MODEL" --resume "$T/part.last.safetensors" -o "$T/bad.safetensors" "$T/s64.bmr"
-bad "resume of a linear checkpoint" 1 'a checkpoint of mode "linear", not a finetune run' bm-train --mode finetune --resume "$T/lin.last.safetensors" -o "$T/bad.safetensors" "$T/s64.bmr"
+check_refused "resume with another --lr-head" 2 '--lr-head 0.1[0-9]* differs from the checkpoint' bm-train --mode finetune --resume "$T/part.last.safetensors" --lr-head 0.1 -o "$T/bad.safetensors" "$T/s64.bmr"
+check_refused "resume with -m" 2 'goes on from the tower of its checkpoint' bm-train --mode finetune -m "$MODEL" --resume "$T/part.last.safetensors" -o "$T/bad.safetensors" "$T/s64.bmr"
+check_refused "resume of a linear checkpoint" 1 'a checkpoint of mode "linear", not a finetune run' bm-train --mode finetune --resume "$T/lin.last.safetensors" -o "$T/bad.safetensors" "$T/s64.bmr"
 
 # (6) larger training images: a random-resized crop and flip of each, seeded
 check "training images of 64 for a model of 48: cropped at random" $FT --epochs 6 -o "$T/c1.safetensors" "$T/s64.bmr"
@@ -150,25 +142,25 @@ check "  ... the same seed: the same bits" sh -c "$FT --epochs 6 -o '$T/c2.safet
 
 # (7) bad input
 bm-decode --format ham10000 --size 32 --split test --test-fraction 0.2 -q --max-warnings 0 "$T/HAM" >"$T/s32.bmr" 2>/dev/null
-bad "images smaller than the model's" 1 's32.bmr: record 1: "image" is u8 \[3,32,32\]; the model takes u8 \[3,48,48\] \(or larger, cropped at random\): decode with bm-decode --size 48' \
+check_refused "images smaller than the model's" 1 's32.bmr: record 1: "image" is u8 \[3,32,32\]; the model takes u8 \[3,48,48\] \(or larger, cropped at random\): decode with bm-decode --size 48' \
   bm-train --mode finetune -m "$MODEL" -o "$T/bad.safetensors" "$T/s32.bmr"
 $PY -c "
 import sys; sys.path.insert(0, '$BM_TESTS/../examples'); import read_records as rr
 pairs = list(rr.read(open('$T/test.bmr', 'rb')))
 recs = [{k: v for k, v in r.items() if k != 'image'} for _, r in pairs]
 rr.write(open('$T/noimg.bmr', 'wb'), pairs[0][0], recs)"
-bad "records without images" 1 'noimg.bmr: record 1: no "image"' \
+check_refused "records without images" 1 'noimg.bmr: record 1: no "image"' \
   bm-train --mode finetune -m "$MODEL" -o "$T/bad.safetensors" "$T/noimg.bmr"
-bad "a model that is not there" 1 '-m: .*nomodel' bm-train --mode finetune -m "$T/nomodel" -o "$T/bad.safetensors" "$T/train.bmr"
-bad "--val of other images" 1 's32.bmr: record 1: "image" is u8 \[3,32,32\]' \
+check_refused "a model that is not there" 1 '-m: .*nomodel' bm-train --mode finetune -m "$T/nomodel" -o "$T/bad.safetensors" "$T/train.bmr"
+check_refused "--val of other images" 1 's32.bmr: record 1: "image" is u8 \[3,32,32\]' \
   bm-train --mode finetune -m "$MODEL" --val "$T/s32.bmr" -o "$T/bad.safetensors" "$T/train.bmr"
-bad "--val of larger images" 1 's64.bmr: record 1: "image" is u8 \[3,64,64\]; the model takes u8 \[3,48,48\] \(validation images are not cropped\)' \
+check_refused "--val of larger images" 1 's64.bmr: record 1: "image" is u8 \[3,64,64\]; the model takes u8 \[3,48,48\] \(validation images are not cropped\)' \
   bm-train --mode finetune -m "$MODEL" --val "$T/s64.bmr" -o "$T/bad.safetensors" "$T/train.bmr"
-bad "without -m" 2 'needs -m MODEL' bm-train --mode finetune -o "$T/bad.safetensors" "$T/train.bmr"
-bad "--lr" 2 'takes --lr-encoder' bm-train --mode finetune -m "$MODEL" --lr 1e-3 -o "$T/bad.safetensors" "$T/train.bmr"
-bad "--features txt" 2 'trains on images' bm-train --mode finetune -m "$MODEL" --features txt -o "$T/bad.safetensors" "$T/train.bmr"
-bad "--freeze-tower with --unlock-last" 2 'choose one' bm-train --mode finetune -m "$MODEL" --freeze-tower --unlock-last 1 -o "$T/bad.safetensors" "$T/train.bmr"
-bad "-m with --mode linear" 2 'are for --mode finetune' bm-train --mode linear -m "$MODEL" -o "$T/bad.safetensors" "$T/train.bmr"
-bad "--lr-encoder 0" 2 'lr-encoder 0: expected a positive number' bm-train --mode finetune -m "$MODEL" --lr-encoder 0 -o "$T/bad.safetensors" "$T/train.bmr"
-bad "--resume of a finetune checkpoint in linear mode" 1 'a checkpoint of mode "finetune", not a linear head' \
+check_refused "without -m" 2 'needs -m MODEL' bm-train --mode finetune -o "$T/bad.safetensors" "$T/train.bmr"
+check_refused "--lr" 2 'takes --lr-encoder' bm-train --mode finetune -m "$MODEL" --lr 1e-3 -o "$T/bad.safetensors" "$T/train.bmr"
+check_refused "--features txt" 2 'trains on images' bm-train --mode finetune -m "$MODEL" --features txt -o "$T/bad.safetensors" "$T/train.bmr"
+check_refused "--freeze-tower with --unlock-last" 2 'choose one' bm-train --mode finetune -m "$MODEL" --freeze-tower --unlock-last 1 -o "$T/bad.safetensors" "$T/train.bmr"
+check_refused "-m with --mode linear" 2 'are for --mode finetune' bm-train --mode linear -m "$MODEL" -o "$T/bad.safetensors" "$T/train.bmr"
+check_refused "--lr-encoder 0" 2 'lr-encoder 0: expected a positive number' bm-train --mode finetune -m "$MODEL" --lr-encoder 0 -o "$T/bad.safetensors" "$T/train.bmr"
+check_refused "--resume of a finetune checkpoint in linear mode" 1 'a checkpoint of mode "finetune", not a linear head' \
   bm-train --mode linear --resume "$T/a.last.safetensors" -o "$T/bad.safetensors" "$T/train.bmr"

@@ -103,63 +103,55 @@ check "two runs with one seed: identical files" \
 check_fails "another seed: other weights" sh -c "bm-train -q $R --seed $((seed + 1)) -o '$T/d3.safetensors' '$T/mtr.bmr' && $G same '$T/d1.safetensors' '$T/d3.safetensors'"
 
 # (5) bad input: exit status, message, nothing written
-bad() { # bad "what" STATUS 'message regex' bm-train args...
-  what=$1 want=$2 msg=$3; shift 3
-  rm -f "$T/bad.safetensors" "$T/bad.last.safetensors"
-  "$@" >"$T/bad.out" 2>"$T/bad.err"
-  check_eq "$what: status $want" "$?" "$want"
-  check "  ... says: $msg" grep -Eq -- "$msg" "$T/bad.err"
-  check "  ... writes nothing" test ! -e "$T/bad.safetensors" -a ! -e "$T/bad.last.safetensors"
-}
 $G data "$T/drop.bmr" $seed 20 multiclass 5 32 --drop-key=img_emb@7
-bad "a record without img_emb" 1 'drop.bmr: record 7: no "img_emb" \(--features img needs it\)' \
+check_refused "a record without img_emb" 1 'drop.bmr: record 7: no "img_emb" \(--features img needs it\)' \
   bm-train --mode linear -o "$T/bad.safetensors" "$T/drop.bmr"
-bad "--features txt on image-only records" 1 'record 1: no "txt_emb"' \
+check_refused "--features txt on image-only records" 1 'record 1: no "txt_emb"' \
   bm-train --mode linear --features txt -o "$T/bad.safetensors" "$T/tr.bmr"
 $G data "$T/empty.bmr" $seed 0 multiclass 5 32
-bad "an empty training file" 1 'empty.bmr: no records' bm-train --mode linear -o "$T/bad.safetensors" "$T/empty.bmr"
+check_refused "an empty training file" 1 'empty.bmr: no records' bm-train --mode linear -o "$T/bad.safetensors" "$T/empty.bmr"
 : >"$T/zero.bmr"
-bad "a zero-byte file" 1 'zero.bmr: no header' bm-train --mode linear -o "$T/bad.safetensors" "$T/zero.bmr"
-bad "a pipe" 1 'not pipes' sh -c "cat '$T/tr.bmr' | bm-train --mode linear -o '$T/bad.safetensors' /dev/stdin"
+check_refused "a zero-byte file" 1 'zero.bmr: no header' bm-train --mode linear -o "$T/bad.safetensors" "$T/zero.bmr"
+check_refused "a pipe" 1 'not pipes' sh -c "cat '$T/tr.bmr' | bm-train --mode linear -o '$T/bad.safetensors' /dev/stdin"
 $G data "$T/nohdr.bmr" $seed 5 multiclass 5 32 --no-header
-bad "no header" 1 'nohdr.bmr: no header' bm-train --mode linear -o "$T/bad.safetensors" "$T/nohdr.bmr"
-bad "a missing file" 1 'cannot open .*nope.bmr' bm-train --mode linear -o "$T/bad.safetensors" "$T/nope.bmr"
+check_refused "no header" 1 'nohdr.bmr: no header' bm-train --mode linear -o "$T/bad.safetensors" "$T/nohdr.bmr"
+check_refused "a missing file" 1 'cannot open .*nope.bmr' bm-train --mode linear -o "$T/bad.safetensors" "$T/nope.bmr"
 $G data "$T/c4.bmr" $seed 20 multiclass 4 32
-bad "--val with other classes" 1 'c4.bmr: multiclass with 4 classes' \
+check_refused "--val with other classes" 1 'c4.bmr: multiclass with 4 classes' \
   bm-train --mode linear -o "$T/bad.safetensors" --val "$T/c4.bmr" "$T/tr.bmr"
 $G data "$T/w31.bmr" $seed 20 multiclass 5 31
-bad "--val with other feature widths" 1 'w31.bmr: record 1: "img_emb" has 31 values, expected 32' \
+check_refused "--val with other feature widths" 1 'w31.bmr: record 1: "img_emb" has 31 values, expected 32' \
   bm-train --mode linear -o "$T/bad.safetensors" --val "$T/w31.bmr" "$T/tr.bmr"
 $PY -c "
 import sys; sys.path.insert(0, '$BM_TESTS/../examples'); import read_records as rr, numpy as np
 rr.write(open('$T/tgt.bmr', 'wb'), {'version': 1, 'task': 'multiclass', 'classes': ['a', 'b']},
          [{'img_emb': np.ones(4, np.float32), 'target': np.array([1, 1], np.float32)}])"
-bad "a multiclass target with two ones" 1 'tgt.bmr: record 1: "target" has 2 ones' \
+check_refused "a multiclass target with two ones" 1 'tgt.bmr: record 1: "target" has 2 ones' \
   bm-train --mode linear -o "$T/bad.safetensors" "$T/tgt.bmr"
 bm-train -q --mode linear -o "$T/h.safetensors" --epochs 3 --stop-after 1 --lr 0.01 "$T/tr.bmr" # unfinished
-bad "resume: class count differs" 1 'the checkpoint has 5 classes, .*c4.bmr names 4' \
+check_refused "resume: class count differs" 1 'the checkpoint has 5 classes, .*c4.bmr names 4' \
   bm-train --mode linear --resume "$T/h.last.safetensors" -o "$T/bad.safetensors" "$T/c4.bmr"
-bad "resume: feature width differs" 1 'img_emb" has 31 values, expected 32' \
+check_refused "resume: feature width differs" 1 'img_emb" has 31 values, expected 32' \
   bm-train --mode linear --resume "$T/h.last.safetensors" -o "$T/bad.safetensors" "$T/w31.bmr"
 $G recfg "$T/a.last.safetensors" "$T/ft.safetensors" mode='"finetune"'
-bad "resume: a checkpoint of another mode" 1 'ft.safetensors: a checkpoint of mode "finetune", not a linear head' \
+check_refused "resume: a checkpoint of another mode" 1 'ft.safetensors: a checkpoint of mode "finetune", not a linear head' \
   bm-train --mode linear --resume "$T/ft.safetensors" -o "$T/bad.safetensors" "$T/tr.bmr"
 $G recfg "$T/a.last.safetensors" "$T/d40.safetensors" feature_dims='[40]' D=40
-bad "resume: a checkpoint of another size" 1 'd40.safetensors: tensor head.weight has shape \[5,32\], expected \[5,40\]' \
+check_refused "resume: a checkpoint of another size" 1 'd40.safetensors: tensor head.weight has shape \[5,32\], expected \[5,40\]' \
   bm-train --mode linear --resume "$T/d40.safetensors" -o "$T/bad.safetensors" "$T/tr.bmr"
-bad "resume: not a bm-train checkpoint" 1 'mc.init.safetensors: no "config"' \
+check_refused "resume: not a bm-train checkpoint" 1 'mc.init.safetensors: no "config"' \
   bm-train --mode linear --resume "$FX/mc.init.safetensors" -o "$T/bad.safetensors" "$FX/mc.bmr"
-bad "resume: another learning rate" 2 '--lr 0.5 differs from the checkpoint.s 0.01' \
+check_refused "resume: another learning rate" 2 '--lr 0.5 differs from the checkpoint.s 0.01' \
   bm-train --mode linear --resume "$T/h.last.safetensors" --lr 0.5 -o "$T/bad.safetensors" "$T/tr.bmr"
 bm-train -q --mode linear -o "$T/s.safetensors" --epochs 2 --stop-after 1 --seed 9007199254740993 "$T/tr.bmr"
 check "a seed above 2^53 survives the checkpoint" sh -c "test \"\$($G config '$T/s.last.safetensors' options.seed)\" = 9007199254740993 && bm-train -q --mode linear --resume '$T/s.last.safetensors' --seed 9007199254740993 -o '$T/s.safetensors' '$T/tr.bmr'"
-bad "resume: another seed" 2 '--seed 9007199254740992 differs from the checkpoint.s 9007199254740993' \
+check_refused "resume: another seed" 2 '--seed 9007199254740992 differs from the checkpoint.s 9007199254740993' \
   bm-train --mode linear --resume "$T/s.last.safetensors" --seed 9007199254740992 -o "$T/bad.safetensors" "$T/tr.bmr"
-bad "resume: --val for a run that had none" 2 'had no validation set' \
+check_refused "resume: --val for a run that had none" 2 'had no validation set' \
   bm-train --mode linear --resume "$T/f.last.safetensors" --val "$T/mva.bmr" -o "$T/bad.safetensors" "$T/mtr.bmr"
-bad "-o in a folder that does not exist" 1 'cannot write in .*/nodir' \
+check_refused "-o in a folder that does not exist" 1 'cannot write in .*/nodir' \
   bm-train --mode linear -o "$T/nodir/bad.safetensors" "$T/tr.bmr"
-bad "--init of another size" 1 'head.weight has shape' \
+check_refused "--init of another size" 1 'head.weight has shape' \
   bm-train --mode linear --init "$FX/mc.init.safetensors" -o "$T/bad.safetensors" "$T/tr.bmr"
 
 # a loss that overflows: stop, name the step, keep the last good checkpoint
