@@ -78,13 +78,15 @@ static void encoder_free(encoder *e) {
   bm_model_free(&e->m);
 }
 
-static void encoder_add(encoder *e, const char *text) {
-  int L = bm_tokenize(e->m.tok, text, e->ids + e->ntok, e->m.bert.context);
+static void encoder_add_n(encoder *e, const char *text, size_t len) {
+  int L = bm_tokenize_n(e->m.tok, text, len, e->ids + e->ntok, e->m.bert.context);
   if (L < 1 || L > e->m.bert.context) bm_die("the tokenizer returned %d ids for a text", L);
   e->start[e->n] = e->ntok;
   e->len[e->n++] = L;
   e->ntok += L;
 }
+
+static void encoder_add(encoder *e, const char *text) { encoder_add_n(e, text, strlen(text)); }
 
 static void encoder_run(encoder *e, int tokens) {
   if (e->n) bm_bert_forward(&e->m.bert, &e->acts, e->ids, e->start, e->len, e->n, e->emb, tokens ? e->tok : NULL);
@@ -100,8 +102,6 @@ static int embed_records(const options *opt) {
   bm_held_init(&held);
   int *txt_of = NULL, cap_held = 0;
   uint16_t *tok16 = opt->tokens ? bm_xmalloc(bm_mul_size((size_t)b->context * b->width, 2)) : NULL;
-  char *text = NULL;
-  size_t cap_text = 0;
 
   bm_reader *r = bm_reader_open(opt->input);
   bm_writer *w = bm_writer_open(NULL);
@@ -132,13 +132,9 @@ static int embed_records(const options *opt) {
       }
       txt_of[i] = t ? e.n : -1;
       if (t) {
-        if (t->via.str.size + 1 > cap_text) text = bm_xrealloc(text, cap_text = t->via.str.size + 1);
-        /* the tokenizer takes a C string; BERT's cleaning drops U+0000 anyway */
-        size_t n = 0;
-        for (uint32_t j = 0; j < t->via.str.size; j++)
-          if (t->via.str.ptr[j]) text[n++] = t->via.str.ptr[j];
-        text[n] = 0;
-        encoder_add(&e, text);
+        /* msgpack strings are not NUL-terminated and may hold U+0000, which
+         * the tokenizer drops as BERT's cleaning does */
+        encoder_add_n(&e, t->via.str.ptr, t->via.str.size);
       } else {
         missing++;
       }
@@ -174,7 +170,7 @@ static int embed_records(const options *opt) {
   if (bm_writer_close(w)) bad = 1;
   bm_out_free(&o);
   bm_held_free(&held);
-  free(txt_of), free(tok16), free(text);
+  free(txt_of), free(tok16);
   encoder_free(&e);
   return bad ? 1 : 0;
 }
