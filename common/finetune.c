@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backward.h"
 #include "linhead.h"
 #include "loss.h"
 #include "util.h"
@@ -35,14 +36,15 @@ void bm_ft_free(bm_ft *f) {
   bm_vt_acts_free(&f->acts);
   bm_adamw_free(&f->opt);
   free(f->W), free(f->b), free(f->gW), free(f->gb);
-  free(f->emb), free(f->logits), free(f->dlogits), free(f->demb);
+  free(f->emb), free(f->logits), free(f->dlogits), free(f->demb), free(f->xemb);
   memset(f, 0, sizeof *f);
 }
 
 static void reserve(bm_ft *f, int B) {
   if (B <= f->cap) return;
-  free(f->emb), free(f->logits), free(f->dlogits), free(f->demb);
+  free(f->emb), free(f->logits), free(f->dlogits), free(f->demb), free(f->xemb);
   f->emb = bm_xmalloc(bm_mul_size((size_t)B * f->E, sizeof(float)));
+  f->xemb = bm_xmalloc(bm_mul_size((size_t)B * f->E, sizeof(float)));
   f->demb = bm_xmalloc(bm_mul_size((size_t)B * f->E, sizeof(float)));
   f->logits = bm_xmalloc(bm_mul_size((size_t)B * f->C, sizeof(float)));
   f->dlogits = bm_xmalloc(bm_mul_size((size_t)B * f->C, sizeof(float)));
@@ -59,9 +61,15 @@ double bm_ft_grad(bm_ft *f, const float *img, const float *Y, int B) {
   int C = f->C, E = f->E;
   bm_adamw_zero_grad(&f->opt);
   bm_vit_train_forward(&f->vt, &f->acts, img, B, f->emb);
-  bm_linhead_forward(f->emb, f->W, f->b, B, E, C, f->logits);
+  size_t n = (size_t)B * (size_t)E;
+  const float *x = f->emb;
+  if (f->dropout > 0) {
+    bm_dropout(f->xemb, f->emb, n, f->dropout, f->drop_seed, f->drop_step, 0);
+    x = f->xemb;
+  }
+  bm_linhead_forward(x, f->W, f->b, B, E, C, f->logits);
   double loss = bm_ft_loss(f, f->logits, Y, B, f->dlogits);
-  bm_linhead_backward(f->emb, f->dlogits, B, E, C, f->gW, f->gb);
+  bm_linhead_backward(x, f->dlogits, B, E, C, f->gW, f->gb);
   if (f->vt.frozen) return loss;
   /* demb[B,E] = dlogits[B,C] W[C,E], summed in double in class order */
   for (int i = 0; i < B; i++)
@@ -70,6 +78,7 @@ double bm_ft_grad(bm_ft *f, const float *img, const float *Y, int B) {
       for (int c = 0; c < C; c++) s += (double)f->dlogits[(size_t)i * C + c] * f->W[(size_t)c * E + e];
       f->demb[(size_t)i * E + e] = (float)s;
     }
+  if (f->dropout > 0) bm_dropout_backward(f->demb, f->demb, n, f->dropout, f->drop_seed, f->drop_step, 0);
   bm_vit_train_backward(&f->vt, &f->acts, f->demb, B);
   return loss;
 }

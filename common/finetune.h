@@ -11,6 +11,8 @@
 #ifndef BM_FINETUNE_H
 #define BM_FINETUNE_H
 
+#include <stdint.h>
+
 #include "adamw.h"
 #include "vit_train.h"
 
@@ -21,7 +23,12 @@ typedef struct {
   float *W, *b, *gW, *gb; /* [C,E], [C], gradients */
   const float *pw;        /* [C] BCE positive weights or NULL (not owned) */
   float *emb, *logits, *dlogits, *demb; /* [cap,E], [cap,C], [cap,C], [cap,E] */
+  float *xemb;           /* [cap,E] the dropped emb the head reads (dropout > 0) */
   int cap;
+  /* dropout on emb, training only (bm_dropout, site 0): the caller sets
+   * drop_step to the batch's number before each bm_ft_grad */
+  float dropout;
+  uint64_t drop_seed, drop_step;
   bm_adamw opt;
 } bm_ft;
 
@@ -33,7 +40,9 @@ void bm_ft_free(bm_ft *f);
 
 /* Zeroes the gradients, runs forward and backward on img[B,3,S,S]
  * (normalized) with targets Y[B,C]; returns the mean loss (gradients in the
- * optimizer's params). f->logits holds the batch's logits. */
+ * optimizer's params). f->logits holds the batch's logits. With dropout > 0
+ * the head reads emb dropped and scaled, and the tower's gradient goes back
+ * through the same mask. */
 double bm_ft_grad(bm_ft *f, const float *img, const float *Y, int B);
 /* Logits of img[B,3,S,S] into f->logits with the inference forward. */
 void bm_ft_logits(bm_ft *f, const float *img, int B);

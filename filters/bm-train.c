@@ -22,6 +22,7 @@
 
 #include "adamw.h"
 #include "augment.h"
+#include "backward.h"
 #include "finetune.h"
 #include "kernels.h"
 #include "linhead.h"
@@ -62,6 +63,11 @@ static const char usage[] =
     "                           biases, norms, embeddings (default 0)\n"
     "      --warmup N           linear warm-up steps, then cosine decay (default 0)\n"
     "      --clip X             clip the gradients' global norm at X (default 0: off)\n"
+    "      --accum N            step the optimizer every N batches (the last group of an\n"
+    "                           epoch may be shorter) on the gradient of their mean\n"
+    "                           loss: an effective batch of N x --batch (default 1)\n"
+    "      --dropout P          drop each feature fed to the head with probability P\n"
+    "                           while training, scaling the kept by 1/(1-P) (default 0)\n"
     "      --seed N             subset and shuffling seed (default 0)\n"
     "      --fraction F         train on a stratified seeded subset (0 < F <= 1)\n"
     "      --pos-weight none|inverse-freq  multilabel BCE weights (default inverse-freq)\n"
@@ -84,18 +90,18 @@ static const char *sel_names[] = {"loss", "accuracy", "balanced_accuracy", "auc_
 /* Options that a resumed run takes from its checkpoint; given[] says which
  * the command line set, to refuse a resume that would change them. */
 enum { O_FEAT, O_EPOCHS, O_BATCH, O_LR, O_WD, O_WARMUP, O_CLIP, O_SEED, O_FRACTION, O_POSW,
-       O_SELECT, O_PATIENCE, O_LRENC, O_LRHEAD, O_UNLOCK, O_NKEPT };
+       O_SELECT, O_PATIENCE, O_LRENC, O_LRHEAD, O_UNLOCK, O_ACCUM, O_DROPOUT, O_NKEPT };
 static const char *kept_names[] = {"features", "epochs", "batch", "lr", "weight_decay", "warmup",
                                    "clip", "seed", "fraction", "pos_weight", "select", "patience",
-                                   "lr-encoder", "lr-head", "unlock-last"};
+                                   "lr-encoder", "lr-head", "unlock-last", "accum", "dropout"};
 
 typedef struct {
   const char *out, *train, *val, *resume, *init, *log, *model;
   char *val_from_ckpt; /* owned: the --val path a resumed run goes on with */
   char *model_from_ckpt; /* owned: finetune's -m as the resumed run had it */
   bm_feat feat;
-  long epochs, batch, warmup, seed, patience, stop_after, threads, unlock;
-  double lr, wd, clip, fraction, lr_enc, lr_head;
+  long epochs, batch, warmup, seed, patience, stop_after, threads, unlock, accum;
+  double lr, wd, clip, fraction, lr_enc, lr_head, dropout;
   int pos_weight, select, quiet, mode, freeze;
   int given[O_NKEPT];
 } options;
@@ -236,6 +242,7 @@ static uint64_t sub_seed(uint64_t seed, uint64_t tag) { return seed ^ (0x9E3779B
 #define SUBSET_TAG 0xFFFFFFFFULL
 #define HEAD_TAG 0xFFFFFFFEULL
 #define AUG_TAG 0xA06E000000000000ULL
+#define DROP_TAG 0xD509000000000000ULL
 /* open_clip's training RandomResizedCrop scale (0.9, 1.0) */
 #define CROP_SCALE_MIN 0.9
 
@@ -435,6 +442,8 @@ static json_t *options_json(const options *o) {
                         "warmup", (json_int_t)o->warmup, "clip", o->clip, "seed", (json_int_t)o->seed,
                         "fraction", o->fraction, "pos_weight", o->pos_weight ? "inverse-freq" : "none", "select",
                         sel_names[o->select], "patience", (json_int_t)o->patience, "init", o->init, "val", o->val);
+  json_object_set_new(j, "accum", json_integer(o->accum));
+  json_object_set_new(j, "dropout", json_real(o->dropout));
   if (o->mode == MODE_FINETUNE)
     json_object_update_new(j, json_pack("{sssfsfsIsb}", "model", o->model, "lr_encoder", o->lr_enc, "lr_head",
                                         o->lr_head, "unlock_last", (json_int_t)o->unlock, "freeze_tower", o->freeze));
@@ -619,6 +628,9 @@ static void resume_options(options *o, const bm_linhead *ck) {
   o->seed = (long)json_integer_value(sv);
   take_option(o, O_FRACTION, cfg_num(opts, "fraction", p), &o->fraction, NULL, p);
   take_option(o, O_PATIENCE, cfg_num(opts, "patience", p), NULL, &o->patience, p);
+  /* checkpoints from before --accum and --dropout trained without them */
+  take_option(o, O_ACCUM, json_object_get(opts, "accum") ? cfg_num(opts, "accum", p) : 1, NULL, &o->accum, p);
+  take_option(o, O_DROPOUT, json_object_get(opts, "dropout") ? cfg_num(opts, "dropout", p) : 0, &o->dropout, NULL, p);
   static const char *pw_names[] = {"none", "inverse-freq"};
   int pw = index_of(json_string_value(json_object_get(opts, "pos_weight")), pw_names, 2);
   int sel = index_of(json_string_value(json_object_get(opts, "select")), sel_names, 4);
@@ -709,7 +721,7 @@ static void fmt_eta(double s, char *buf, size_t n) {
 
 static void parse_args(int argc, char **argv, options *o) {
   enum { FEAT = 256, LR, WD, WARMUP, CLIP, SEED, FRAC, POSW, VAL, SEL, PAT, INIT, RESUME, STOP, LOG, LRENC, LRHEAD,
-         UNLOCK, FREEZE };
+         UNLOCK, FREEZE, ACCUM, DROPOUT };
   static const struct option longs[] = {
       {"mode", required_argument, 0, 'M'},      {"output", required_argument, 0, 'o'},
       {"features", required_argument, 0, FEAT}, {"epochs", required_argument, 0, 'e'},
@@ -724,7 +736,8 @@ static void parse_args(int argc, char **argv, options *o) {
       {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
       {"model", required_argument, 0, 'm'},     {"lr-encoder", required_argument, 0, LRENC},
       {"lr-head", required_argument, 0, LRHEAD}, {"unlock-last", required_argument, 0, UNLOCK},
-      {"freeze-tower", no_argument, 0, FREEZE},
+      {"freeze-tower", no_argument, 0, FREEZE}, {"accum", required_argument, 0, ACCUM},
+      {"dropout", required_argument, 0, DROPOUT},
       {0, 0, 0, 0}};
   const char *mode = NULL;
   int c, ft_opt = 0, lr_given = 0;
@@ -741,9 +754,9 @@ static void parse_args(int argc, char **argv, options *o) {
       break;
     case 'm': o->model = optarg, ft_opt = 1; break;
     case FREEZE: o->freeze = 1, ft_opt = 1; break;
-    case 'e': case 'b': case WARMUP: case SEED: case PAT: case STOP: case 'j': case UNLOCK: {
+    case 'e': case 'b': case WARMUP: case SEED: case PAT: case STOP: case 'j': case UNLOCK: case ACCUM: {
       long v, lo = c == WARMUP || c == SEED || c == PAT || c == UNLOCK ? 0 : 1;
-      long hi = c == SEED ? LONG_MAX : c == 'j' ? 1024 : c == 'b' ? 1 << 20 : 1L << 40;
+      long hi = c == SEED ? LONG_MAX : c == 'j' ? 1024 : c == 'b' || c == ACCUM ? 1 << 20 : 1L << 40;
       if (bm_parse_long(optarg, lo, hi, &v)) bm_usage_die("--%s %s: expected a whole number >= %ld", name, optarg, lo);
       if (c == 'e') o->epochs = v, o->given[O_EPOCHS] = 1;
       if (c == 'b') o->batch = v, o->given[O_BATCH] = 1;
@@ -753,6 +766,7 @@ static void parse_args(int argc, char **argv, options *o) {
       if (c == STOP) o->stop_after = v;
       if (c == 'j') o->threads = v;
       if (c == UNLOCK) o->unlock = v, ft_opt = 1, o->given[O_UNLOCK] = 1;
+      if (c == ACCUM) o->accum = v, o->given[O_ACCUM] = 1;
       break;
     }
     case LR: case WD: case CLIP: case FRAC: case LRENC: case LRHEAD: {
@@ -768,6 +782,13 @@ static void parse_args(int argc, char **argv, options *o) {
       if (c == WD) o->wd = v, o->given[O_WD] = 1;
       if (c == CLIP) o->clip = v, o->given[O_CLIP] = 1;
       if (c == FRAC) o->fraction = v, o->given[O_FRACTION] = 1;
+      break;
+    }
+    case DROPOUT: { /* P = 1 would drop everything and scale by infinity */
+      double v;
+      if (bm_parse_double(optarg, &v) || !(v >= 0 && v < 1))
+        bm_usage_die("--dropout %s: expected a probability in [0, 1)", optarg);
+      o->dropout = v, o->given[O_DROPOUT] = 1;
       break;
     }
     case POSW:
@@ -829,7 +850,7 @@ int main(int argc, char **argv) {
   bm_set_progname(argv[0]);
   bm_blas_init(argv);
   options o = {.epochs = 10, .batch = 64, .lr = 1e-3, .fraction = 1, .pos_weight = 1, .lr_enc = 1e-5,
-               .lr_head = 1e-3, .unlock = -1};
+               .lr_head = 1e-3, .unlock = -1, .accum = 1};
   parse_args(argc, argv, &o);
   /* a ViT-B/16 image keeps ~140 MB of activations: 64 of them would not fit
    * the workstations this runs on */
@@ -939,12 +960,23 @@ int main(int argc, char **argv) {
 
   FILE *lf = NULL;
   if (o.log && !(lf = fopen(o.log, o.resume ? "a" : "w"))) bm_die("cannot open %s: %s", o.log, strerror(errno));
-  long B = o.batch, spe = (m + B - 1) / B, total = o.epochs * spe;
+  /* an optimizer step every N batches of an epoch (groups never cross epochs,
+   * so a run resumes at any epoch end) */
+  long B = o.batch, N = o.accum, spe = (m + B - 1) / B, gpe = (spe + N - 1) / N, total = o.epochs * gpe;
   float *X = bm_xmalloc(bm_mul_size((size_t)B * (size_t)h.D, sizeof(float)));
   float *Y = bm_xmalloc(bm_mul_size((size_t)B * (size_t)h.C, sizeof(float)));
   float *L = bm_xmalloc(bm_mul_size((size_t)B * (size_t)h.C, sizeof(float)));
   float *dL = bm_xmalloc(bm_mul_size((size_t)B * (size_t)h.C, sizeof(float)));
   long *perm = bm_xmalloc(sizeof(long) * (size_t)m), *bidx = bm_xmalloc(sizeof(long) * (size_t)B);
+  /* --accum: sum of bs * (mean gradient) per micro-batch, in double so that
+   * a group's gradient is its samples' mean to float rounding whatever N */
+  double **acc = NULL;
+  if (N > 1) {
+    acc = bm_xcalloc((size_t)opt->nparams, sizeof *acc);
+    for (int i = 0; i < opt->nparams; i++) acc[i] = bm_xcalloc(opt->params[i].n, sizeof(double));
+  }
+  uint64_t drop_seed = sub_seed((uint64_t)o.seed, DROP_TAG);
+  if (mp) ft.dropout = (float)o.dropout, ft.drop_seed = drop_seed;
   bm_recslot slot;
   bm_recslot_init(&slot);
   bm_progress prog;
@@ -954,39 +986,61 @@ int main(int argc, char **argv) {
   for (long e = st.epoch; e < end; e++) {
     bm_permutation(perm, m, sub_seed((uint64_t)o.seed, (uint64_t)e));
     double sum = 0;
-    for (long s = 0; s < spe; s++) {
-      double ts = bm_now();
-      int bs = (int)(m - s * B < B ? m - s * B : B);
-      for (int j = 0; j < bs; j++) bidx[j] = idx[perm[s * B + j]];
-      read_batch(&ds, o.feat, bidx, bs, &slot, sub_seed((uint64_t)o.seed, AUG_TAG ^ (uint64_t)e), X, Y);
-      double loss;
-      if (mp) loss = bm_ft_grad(&ft, X, Y, bs); /* forward and backward */
-      else {
-        bm_linhead_forward(X, h.W, h.b, bs, h.D, h.C, L);
-        loss = batch_loss(&h, L, Y, bs, dL);
+    for (long g = 0; g < gpe; g++) {
+      double ts = bm_now(), gsum = 0, loss = 0;
+      long s1 = (g + 1) * N < spe ? (g + 1) * N : spe, gn = 0;
+      for (long s = g * N; s < s1; s++) {
+        int bs = (int)(m - s * B < B ? m - s * B : B);
+        for (int j = 0; j < bs; j++) bidx[j] = idx[perm[s * B + j]];
+        read_batch(&ds, o.feat, bidx, bs, &slot, sub_seed((uint64_t)o.seed, AUG_TAG ^ (uint64_t)e), X, Y);
+        /* the mask of each batch of the run: its number, not the thread
+         * count or the group, seeds it; the same after --resume */
+        uint64_t micro = (uint64_t)(e * spe + s);
+        if (mp) {
+          ft.drop_step = micro;
+          loss = bm_ft_grad(&ft, X, Y, bs); /* forward and backward */
+        } else {
+          /* the features are constants: only the head sees the dropped inputs */
+          bm_dropout(X, X, (size_t)bs * (size_t)h.D, (float)o.dropout, drop_seed, micro, 0);
+          bm_linhead_forward(X, h.W, h.b, bs, h.D, h.C, L);
+          loss = batch_loss(&h, L, Y, bs, dL);
+        }
+        if (!isfinite(loss)) {
+          bm_progress_done(&prog);
+          if (e > 0)
+            bm_die("loss is %s at step %ld (epoch %ld, step %ld of the epoch): stopped; %s holds epoch %ld, the last "
+                   "good one", isnan(loss) ? "nan" : "inf", st.step + 1, e + 1, g + 1, lastp, e);
+          bm_die("loss is %s at step %ld (epoch 1, step %ld of the epoch): stopped; no checkpoint was written",
+                 isnan(loss) ? "nan" : "inf", st.step + 1, g + 1);
+        }
+        if (!mp) bm_linhead_backward(X, dL, bs, h.D, h.C, h.gW, h.gb);
+        for (int i = 0; acc && i < opt->nparams; i++) {
+          const float *gr = opt->params[i].grad;
+          double *a = acc[i];
+          for (size_t k = 0; k < opt->params[i].n; k++) a[k] += (double)bs * gr[k];
+        }
+        gsum += loss * bs, gn += bs;
       }
-      if (!isfinite(loss)) {
-        bm_progress_done(&prog);
-        if (e > 0)
-          bm_die("loss is %s at step %ld (epoch %ld, step %ld of the epoch): stopped; %s holds epoch %ld, the last "
-                 "good one", isnan(loss) ? "nan" : "inf", st.step + 1, e + 1, s + 1, lastp, e);
-        bm_die("loss is %s at step %ld (epoch 1, step %ld of the epoch): stopped; no checkpoint was written",
-               isnan(loss) ? "nan" : "inf", st.step + 1, s + 1);
-      }
-      if (!mp) bm_linhead_backward(X, dL, bs, h.D, h.C, h.gW, h.gb);
+      if (acc) /* the gradient of the group's mean loss */
+        for (int i = 0; i < opt->nparams; i++) {
+          float *gr = opt->params[i].grad;
+          double *a = acc[i];
+          for (size_t k = 0; k < opt->params[i].n; k++) gr[k] = (float)(a[k] / (double)gn), a[k] = 0;
+        }
+      if (s1 - g * N > 1) loss = gsum / (double)gn; /* one batch: its loss as it was */
       double gnorm = bm_clip_grad_norm(opt, o.clip);
       double f = bm_cosine_warmup(st.step, o.warmup, total);
       bm_adamw_step(opt, f);
       st.step++, steps_here++;
-      sum += loss * bs;
+      sum += gsum;
       double now = bm_now();
       char eta[32];
-      fmt_eta((now - t0) / (double)steps_here * (double)(end * spe - st.step), eta, sizeof eta);
+      fmt_eta((now - t0) / (double)steps_here * (double)(end * gpe - st.step), eta, sizeof eta);
       bm_progress_update(&prog, "epoch %ld/%ld step %ld/%ld loss %.4f ETA %s", e + 1, o.epochs, st.step, total,
                          loss, eta);
       log_line(lf, json_pack("{sIsIsfsfsfsf}", "step", (json_int_t)st.step, "epoch", (json_int_t)(e + 1), "loss",
                              loss, "lr", (mp ? o.lr_head : o.lr) * f, "grad_norm", gnorm, "samples_per_s",
-                             bs / (now - ts > 1e-9 ? now - ts : 1e-9)),
+                             gn / (now - ts > 1e-9 ? now - ts : 1e-9)),
                o.log);
     }
     st.epoch = e + 1;
@@ -1032,6 +1086,8 @@ int main(int argc, char **argv) {
   if (lf && fclose(lf)) bm_die("%s: %s", o.log, strerror(errno));
   bm_recslot_free(&slot);
   free(X), free(Y), free(L), free(dL), free(perm), free(bidx), free(idx), free(lastp), free(npos);
+  for (int i = 0; acc && i < opt->nparams; i++) free(acc[i]);
+  free(acc);
   if (mp) bm_ft_free(&ft);
   else free(h.W), free(h.b), free(h.gW), free(h.gb);
   free(h.pw);
