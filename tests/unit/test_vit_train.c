@@ -7,7 +7,8 @@
  *     10 AdamW steps with two groups giving torch's losses within 1e-4;
  *   - --unlock-last: the trained tensors get the same gradients bit for bit,
  *     the others none;
- *   - finite differences of the loss on a few parameters of the whole tower. */
+ *   - finite differences of the loss on a few parameters of the whole tower,
+ *     also with dropout on the embedding (the same mask each time). */
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
@@ -211,6 +212,43 @@ static void torch_case(const bm_model *m, const msgpack_object *rec, int mc) {
         nfd++;
       }
     CHECK(nfd == 7 && fd_worst < 2e-2, "finite differences on %d tower parameters (worst rel %.2g)", nfd, fd_worst);
+
+    { /* dropout on emb: finite differences of the loss with the same mask
+       * (same seed and step) check the tower's gradient through it */
+      bm_ft d;
+      bm_ft_init(&d, &m->vit, -1, 0, C, 0, NULL, W, b, 1e-5, 1e-3, 0.1);
+      d.dropout = 0.3f, d.drop_seed = 77, d.drop_step = 5;
+      double ld = bm_ft_grad(&d, img, Y, B);
+      int differs = ld != loss && memcmp(d.gW, f.gW, sizeof(float) * (size_t)C * d.E);
+      int ti[7];
+      size_t tj[7];
+      float tg[7];
+      int nd = 0;
+      for (int k = 0; k < 7; k++)
+        for (int i = 0; i < d.vt.nt; i++) {
+          if (strcmp(d.vt.t[i].name, fd_names[k])) continue;
+          const float *g = bm_vit_train_grad(&d.vt, i);
+          size_t j = 0;
+          for (size_t q = 1; q < d.vt.t[i].n; q++)
+            if (fabsf(g[q]) > fabsf(g[j])) j = q;
+          ti[nd] = i, tj[nd] = j, tg[nd] = g[j], nd++;
+        }
+      double dworst = 0;
+      for (int k = 0; k < nd; k++) { /* bm_ft_grad's loss: the dropped forward */
+        float *p = d.vt.p + d.vt.t[ti[k]].off + tj[k], keep = *p, h = 1e-2f * fmaxf(fabsf(keep), 0.1f);
+        *p = keep + h;
+        double lp = bm_ft_grad(&d, img, Y, B);
+        *p = keep - h;
+        double lm = bm_ft_grad(&d, img, Y, B);
+        *p = keep;
+        double fd = (lp - lm) / (2.0 * (double)h), r = fabs(fd - tg[k]) / fmax(fabs(tg[k]), 1e-3);
+        dworst = r <= dworst ? dworst : isnan(r) ? INFINITY : r;
+      }
+      CHECK(differs && nd == 7 && dworst < 2e-2,
+            "dropout 0.3 on emb: another loss and head gradient; finite differences with the same mask on %d tower "
+            "parameters (worst rel %.2g)", nd, dworst);
+      bm_ft_free(&d);
+    }
 
     /* 10 AdamW steps on the same batch, torch's groups */
     const msgpack_object *lo = bm_map_get(rec, "losses");
