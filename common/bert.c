@@ -48,20 +48,35 @@ static void layer_forward(const bm_bert *m, const bm_bert_layer *l, bm_bert_acts
   bm_layernorm(a->x, a->x, l->ln2_w, l->ln2_b, N, W, m->eps);
 }
 
-void bm_bert_forward(const bm_bert *m, bm_bert_acts *a, const int32_t *ids, const int *start,
-                     const int *len, int nseq, float *emb, float *tokens) {
-  int N = 0, W = m->width;
-  for (int s = 0; s < nseq; s++) N = start[s] + len[s] > N ? start[s] + len[s] : N;
-  acts_reserve(m, a, N, nseq);
-  /* x[n] = word[id] + type[0] + pos[i] (HuggingFace's order of the sums), then LN */
+void bm_bert_embed_sum(const bm_bert *m, const int32_t *ids, const int *start, const int *len,
+                       int nseq, const float *ctx, float *x) {
+  int W = m->width;
+  for (int s = 0; s < nseq; s++)
+    for (int i = 0; i < len[s]; i++) {
+      int32_t id = ids[start[s] + i];
+      if (id >= m->vocab || (id < 0 && !ctx))
+        bm_die("text %d token %d: id %d outside the vocabulary (%d)%s", s, i, (int)id, m->vocab,
+               id < 0 ? " and no prompt vectors given" : "");
+    }
+  /* HuggingFace's order of the sums: (word + type) + pos */
 #pragma omp parallel for schedule(static)
   for (int s = 0; s < nseq; s++)
     for (int i = 0; i < len[s]; i++) {
       int n = start[s] + i;
-      const float *wv = m->word + (size_t)ids[n] * W, *pv = m->pos + (size_t)i * W;
-      float *x = a->x + (size_t)n * W;
-      for (int c = 0; c < W; c++) x[c] = (wv[c] + m->type[c]) + pv[c];
+      int32_t id = ids[n];
+      const float *wv = id >= 0 ? m->word + (size_t)id * W : ctx + (size_t)(-1 - (int64_t)id) * W;
+      const float *pv = m->pos + (size_t)i * W;
+      float *xr = x + (size_t)n * W;
+      for (int c = 0; c < W; c++) xr[c] = (wv[c] + m->type[c]) + pv[c];
     }
+}
+
+void bm_bert_forward_ctx(const bm_bert *m, bm_bert_acts *a, const int32_t *ids, const int *start,
+                         const int *len, int nseq, const float *ctx, float *emb, float *tokens) {
+  int N = 0, W = m->width;
+  for (int s = 0; s < nseq; s++) N = start[s] + len[s] > N ? start[s] + len[s] : N;
+  acts_reserve(m, a, N, nseq);
+  bm_bert_embed_sum(m, ids, start, len, nseq, ctx, a->x);
   bm_layernorm(a->x, a->x, m->emb_ln_w, m->emb_ln_b, N, W, m->eps);
   for (int l = 0; l < m->depth; l++) layer_forward(m, &m->layers[l], a, N, start, len, nseq);
   if (tokens) memcpy(tokens, a->x, sizeof(float) * (size_t)N * W);
@@ -70,4 +85,9 @@ void bm_bert_forward(const bm_bert *m, bm_bert_acts *a, const int32_t *ids, cons
   bm_linear_gelu(a->ph, a->pooled, m->proj0, NULL, nseq, W, m->proj_hidden); /* ph[S,H] */
   bm_linear(emb, a->ph, m->proj2, NULL, nseq, m->proj_hidden, m->embed_dim);  /* emb[S,E] */
   bm_l2_normalize(emb, nseq, m->embed_dim);
+}
+
+void bm_bert_forward(const bm_bert *m, bm_bert_acts *a, const int32_t *ids, const int *start,
+                     const int *len, int nseq, float *emb, float *tokens) {
+  bm_bert_forward_ctx(m, a, ids, start, len, nseq, NULL, emb, tokens);
 }

@@ -25,6 +25,7 @@ typedef struct {
   int vocab, maxpos, context; /* V, P (position rows), ids per text (<= P) */
   int width, depth, heads, mlp, proj_hidden, embed_dim;
   float eps;
+  int ntypes;                     /* rows of type (0 read as 1) */
   const float *word, *pos, *type; /* [V, W], [P, W], [types, W]: type 0 used */
   const float *emb_ln_w, *emb_ln_b;
   bm_bert_layer *layers;          /* [depth] */
@@ -45,5 +46,19 @@ void bm_bert_acts_free(bm_bert_acts *a);
  * tokens[N, W] = the last hidden state of every token (N = sum of len). */
 void bm_bert_forward(const bm_bert *m, bm_bert_acts *a, const int32_t *ids, const int *start,
                      const int *len, int nseq, float *emb, float *tokens);
+
+/* bm_bert_forward with learned prompt vectors (CoOp): an id < 0 at a token
+ * stands for row -1-id of ctx[n_ctx, W], which replaces the word embedding
+ * there (type and position embeddings are still added, then the embedding
+ * LayerNorm). ctx may be NULL when no id is negative (bm_bert_forward). */
+void bm_bert_forward_ctx(const bm_bert *m, bm_bert_acts *a, const int32_t *ids, const int *start,
+                         const int *len, int nseq, const float *ctx, float *emb, float *tokens);
+
+/* The embedding sum before its LayerNorm, x[n] = (word[id] or ctx row) +
+ * type[0] + pos[i], shared by the inference and the training forwards so
+ * their bits agree. Dies on an id outside [-n_ctx, vocab) as far as it can
+ * tell (a negative id with ctx NULL). */
+void bm_bert_embed_sum(const bm_bert *m, const int32_t *ids, const int *start, const int *len,
+                       int nseq, const float *ctx, float *x);
 
 #endif

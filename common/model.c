@@ -260,6 +260,7 @@ static void load_text(loader *L, const config *c) {
   t->emb_ln_b = t1(L, n, W);
   if (L->failed) return;
   t->maxpos = (int)pshape[0];
+  t->ntypes = (int)tshape[0];
   long ctx = t->maxpos < 256 ? t->maxpos : 256;
   config_int(c->text, "context_length", &ctx);
   if (ctx < 2 || ctx > t->maxpos) {
