@@ -79,6 +79,7 @@ fixtures: fixtures-model
 	$(TORCH_PY) tests/ref/make_backward_fixture.py tests/fixtures/backward.bmr
 	$(TORCH_PY) tests/ref/make_linear_fixture.py tests/fixtures/linear
 	$(TORCH_PY) tests/ref/make_finetune_fixture.py tests/fixtures/finetune.bmr
+	$(TORCH_PY) tests/ref/make_bert_train_fixture.py tests/fixtures/bert_train.bmr
 	$(TORCH_PY) tests/ref/make_loader_fixtures.py
 	$(TORCH_PY) tests/ref/make_tokenizer_fixture.py
 
