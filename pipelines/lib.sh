@@ -44,7 +44,8 @@ in_list() { case " $2 " in *" $1 "*) return 0 ;; esac; return 1; }
 
 # Pipes: POSIX sh has no pipefail, so each stage of a pipe that must work is
 # run as `st CMD...`, which records a failure in $failed_stages; after the
-# pipe, `pipe_ok WHAT` stops the script if any stage failed.
+# pipe (ended by `|| :` so that set -e leaves the verdict to it), `pipe_ok
+# WHAT` stops the script, naming every stage that failed.
 failed_stages=${TMPDIR:-/tmp}/bm-pipeline-$$.failed
 trap 'rm -f "$failed_stages"' EXIT
 st() { "$@" || { echo "$1 (exit $?)" >>"$failed_stages"; exit 1; }; }
@@ -53,4 +54,31 @@ pipe_ok() {
     f=$(tr '\n' ' ' <"$failed_stages"); rm -f "$failed_stages"
     die "step failed: $1: $f"
   fi
+}
+
+# decode_splits FORMAT DATA_DIR D SIZE "SPLITS" [bm-decode options...]:
+# D/SPLIT.bmr for each split, with the metadata text; a file that exists is
+# finished (written under a temporary name, then renamed), so a rerun skips it
+decode_splits() {
+  fmt=$1 dd=$2 dst=$3 sz=$4 splits=$5; shift 5
+  for split in $splits; do
+    [ -s "$dst/$split.bmr" ] && continue
+    step "decode $fmt $split (size $sz)"
+    run "bm-decode --format $fmt --split $split" bm-decode -q --format "$fmt" --size "$sz" \
+      --split "$split" --max-warnings 10 "$@" -o "$dst/$split.bmr.tmp" "$dd"
+    mv "$dst/$split.bmr.tmp" "$dst/$split.bmr"
+  done
+}
+
+# embed_splits MODEL D "SPLITS" [thread options]: D/SPLIT-emb.bmr with img_emb
+# and (where the records have text) txt_emb of the frozen towers
+embed_splits() {
+  mdl=$1 dst=$2 splits=$3; shift 3
+  for split in $splits; do
+    [ -s "$dst/$split-emb.bmr" ] && continue
+    step "embed $split with the frozen towers"
+    st bm-embed-img -q -m "$mdl" "$@" "$dst/$split.bmr" | st bm-embed-txt -q -m "$mdl" "$@" >"$dst/$split-emb.bmr.tmp" || :
+    pipe_ok "embed $split"
+    mv "$dst/$split-emb.bmr.tmp" "$dst/$split-emb.bmr"
+  done
 }

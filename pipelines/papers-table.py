@@ -22,6 +22,12 @@ COLS_000 = {
             ("f1_micro", "F1 micro"), ("sensitivity_macro", "sensitivity macro"),
             ("sensitivity_micro", "sensitivity micro")],
 }
+KEYS_001 = {
+    "multiclass": [("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc."),
+                   ("auc_macro", "AUC macro")],
+    "multilabel": [("auc_macro", "AUC macro"), ("auc_micro", "AUC micro"),
+                   ("f1_macro", "F1 macro"), ("label_accuracy_micro", "label accuracy")],
+}
 RETRIEVAL = ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10"]
 
 
@@ -76,14 +82,12 @@ def paper001(args):
             print(table(["pairs"] + ["R@" + k.split("_r")[1] + (" i2t" if k[0] == "i" else " t2i")
                                      for k in RETRIEVAL],
                         [[str(r.get("n"))] + [plain(r, k) for k in RETRIEVAL]]))
-        elif "mean" in r:
-            keys = [("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc."),
-                    ("auc_macro", "AUC macro")]
-            print(table(["seeds"] + [n for _, n in keys],
-                        [[str(r.get("n_runs"))] + [cell(r, k) for k, _ in keys]]))
         else:
-            keys = [("accuracy", "accuracy"), ("balanced_accuracy", "balanced acc."),
-                    ("auc_macro", "AUC macro")]
+            keys = KEYS_001.get(r.get("task"), KEYS_001["multiclass"])
+            if "mean" in r:
+                print(table(["seeds"] + [n for _, n in keys],
+                            [[str(r.get("n_runs"))] + [cell(r, k) for k, _ in keys]]))
+                continue
             print(table(["n"] + [n for _, n in keys], [[str(r.get("n"))] + [plain(r, k) for k, _ in keys]]))
     return results
 
