@@ -60,9 +60,9 @@ PATH, and python3 (standard library) for the table.
 EOF
 }
 
-dataset= experiments="baseline finetune fusion regularized" seeds="0 1 2"
+dataset='' experiments="baseline finetune fusion regularized" seeds="0 1 2"
 epochs=10 probe_epochs=100 probe_lr=1e-2 batch=16 lr_enc=1e-5 lr_head=1e-3
-dropout=0.1 wd=1e-4 size= split_seed=0 threads= train_opts= decode_opts= probe_features=img steps="prepare run table"
+dropout=0.1 wd=1e-4 size='' split_seed=0 threads='' train_opts='' decode_opts='' probe_features=img steps="prepare run table"
 while [ $# -gt 0 ]; do
   case $1 in
   -h | --help) usage; exit 0 ;;

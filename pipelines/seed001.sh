@@ -55,9 +55,9 @@ retrieval-after.json, results.json and table.md.
 EOF
 }
 
-dataset=ham10000 parts="zero-shot few-shot retrieval contrastive" pairs= classes= templates=
+dataset=ham10000 parts="zero-shot few-shot retrieval contrastive" pairs='' classes='' templates=''
 fractions="0.01 0.1 1.0" seeds="0 1 2" probe_epochs=100 probe_lr=1e-2 epochs=10 batch=32 lr=1e-5
-train_opts= size= threads= decode_opts= pairs_opts=
+train_opts='' size='' threads='' decode_opts='' pairs_opts=''
 while [ $# -gt 0 ]; do
   case $1 in
   -h | --help) usage; exit 0 ;;
