@@ -607,7 +607,7 @@ static char *only_table(const char *dir) {
 
 /* .tsv: tab; .csv: comma; otherwise the one of the two the header line has
  * more of (outside quotes). */
-static char sniff_delim(const bm_dataset *d, const char *path) {
+static char sniff_delim(const char *path) {
   if (has_ext(path, ".tsv")) return '\t';
   if (has_ext(path, ".csv")) return ',';
   FILE *f = fopen(path, "rb");
@@ -618,7 +618,6 @@ static char sniff_delim(const bm_dataset *d, const char *path) {
     else if (!quoted) tabs += c == '\t', commas += c == ',';
   }
   fclose(f);
-  (void)d;
   return tabs > commas ? '\t' : ',';
 }
 
@@ -642,7 +641,7 @@ static int find_col(const bm_csv *c, const char *given, const char *const *defau
 }
 
 static void load_pairs_csv(bm_dataset *d, const bm_dataset_opts *o) {
-  d->delim = sniff_delim(d, d->csv_path);
+  d->delim = sniff_delim(d->csv_path);
   char err[1024];
   bm_csv *c = bm_csv_load_delim(d->csv_path, d->delim, err, sizeof err);
   if (!c) bm_die("%s", err);

@@ -35,7 +35,7 @@ static const char usage[] =
     "\n"
     "  -f, --format FORMAT    nih (ChestX-ray14), ham10000, isic2018-test, folder,\n"
     "                         pairs (image-caption pairs: a CSV/TSV or webdataset tars)\n"
-    "      --split S          emit only train, val or test\n"
+    "      --split S          emit only train, val or test (all: every split, the default)\n"
     "      --size N           short side N, center crop N x N (default 224); 0: original size\n"
     "      --no-crop          resize the short side to N but keep the whole image\n"
     "      --shard K/N        emit part K of N (default from SLURM_ARRAY_TASK_ID/COUNT)\n"
@@ -391,7 +391,8 @@ static void parse_args(int argc, char **argv, options *o) {
     switch (c) {
     case 'f': o->ds.format = optarg; break;
     case SPLIT:
-      if ((o->split = bm_split_parse(optarg)) == BM_SPLIT_NONE) bm_usage_die("--split: train, val or test, not '%s'", optarg);
+      if ((o->split = bm_split_parse(optarg)) == BM_SPLIT_NONE && strcmp(optarg, "all"))
+        bm_usage_die("--split: train, val, test or all, not '%s'", optarg);
       break;
     case SIZE:
       if (bm_parse_long(optarg, 0, 16384, &v)) bm_usage_die("--size: not a size: %s", optarg);

@@ -63,7 +63,7 @@ $D --strict "$T/c/csv/captions.csv" >"$T/o" 2>"$T/e"; check_eq "--strict on clea
 
 # ---- webdataset ----
 $D "$W0" "$W1" >"$T/w.bmr" 2>"$T/w.err"; check_eq "webdataset: skippable problems exit 0" "$?" 0
-check "webdataset: every good pair once, in order, pixels = Pillow (PNG, JPEG), each problem named" \
+check "webdataset: every good pair once, in order, pixels = Pillow (PNG, JPEG, WebP), each problem named" \
   chk wds "$T/w.bmr" "$T/w.err" --size 32
 check "  ... image without caption, caption without image, corrupt image all counted" \
   grep -q "problems: 1 corrupt image, 2 image without metadata row, 2 metadata row without image" "$T/w.err"
@@ -81,6 +81,8 @@ check "a folder of webdataset members reads as the tar does" sh -c "bm-inspect '
 for lay in csv wds; do
   if [ $lay = csv ]; then in="$CSV"; else in="$W0 $W1"; fi
   $D --seed 7 $in >"$T/all.bmr" 2>/dev/null
+  $D --seed 7 --split all $in >"$T/sall.bmr" 2>/dev/null
+  check "$lay --split all: every split" cmp "$T/all.bmr" "$T/sall.bmr"
   : >"$T/union"
   for s in train val test; do
     $D --seed 7 --split $s $in >"$T/$s.bmr" 2>"$T/$s.err"

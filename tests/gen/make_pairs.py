@@ -7,7 +7,7 @@ reads, with every problem it must report, and what it should output.
 OUT_DIR/csv/captions.csv   filepath,title (+ a path given absolute)
 OUT_DIR/csv/captions.tsv   image<TAB>caption (same rows)
 OUT_DIR/csv/img/...        the images (PNG and JPEG, grey and RGB, sizes vary)
-OUT_DIR/wds/shard-000.tar, shard-001.tar   KEY.png|KEY.jpg + KEY.txt (+ KEY.json)
+OUT_DIR/wds/shard-000.tar, shard-001.tar   KEY.png|jpg|jpeg|webp + KEY.txt (+ KEY.json)
 OUT_DIR/wds-ref/KEY.EXT   each good pair's image bytes, for the pixel reference
 Problems (left out with --clean): a row whose image file is missing, a
 corrupt image, an empty caption; in the tars an image without caption, a
@@ -48,7 +48,10 @@ def image_bytes(i, fmt):
     px = np.clip(px, 0, 255).astype(np.uint8)
     im = Image.fromarray(px[..., 0] if grey else px, "L" if grey else "RGB")
     buf = io.BytesIO()
-    im.save(buf, "PNG" if fmt == "png" else "JPEG", quality=90)
+    if fmt == "webp":
+        im.save(buf, "WEBP", lossless=True)
+    else:
+        im.save(buf, "PNG" if fmt == "png" else "JPEG", quality=90)
     return buf.getvalue()
 
 
@@ -114,7 +117,9 @@ for s, ks in enumerate(shards):
             fmt = "png" if i % 2 == 0 else "jpg"
             if i % 5 == 4:
                 fmt = "jpeg"
-            data = image_bytes(i, "png" if fmt == "png" else "jpg")
+            if i % 7 == 6:
+                fmt = "webp"
+            data = image_bytes(i, {"png": "png", "webp": "webp"}.get(fmt, "jpg"))
             problem = None
             if not a.clean and j == 2:
                 problem = "image without caption"
