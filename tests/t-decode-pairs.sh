@@ -13,9 +13,10 @@ $PY "$G/make_pairs.py" "$T/c" "$T/c.json" --seed "$seed" --clean --n 12 || exit 
 CSV="$T/p/csv/captions.csv" TSV="$T/p/csv/captions.tsv" W0="$T/p/wds/shard-000.tar" W1="$T/p/wds/shard-001.tar"
 chk() { $PY "$G/check_pairs.py" "$T/p.json" "$@"; }
 D="bm-decode -q --format pairs --size 32"
-ids() { $PY -c "
-import sys; sys.path.insert(0, '$G'); from pillow_ref import read_records
-for r in read_records(sys.argv[1])[1]: print(r['id'])" "$1"; }
+# ids (or "split id" with idsplit) of a stream, from bm-inspect's JSON lines
+# (records start {"id":...,"split":...}; the generated ids hold no quotes)
+ids() { bm-inspect "$1" | tail -n +2 | sed -n 's/^{"id":"\([^"]*\)".*/\1/p'; }
+idsplit() { bm-inspect "$1" | tail -n +2 | sed -n 's/^{"id":"\([^"]*\)","split":"\([a-z]*\)".*/\2 \1/p'; }
 count() { ids "$1" | wc -l | tr -d ' '; }
 
 bm-decode --help >"$T/help"
@@ -67,6 +68,7 @@ check "webdataset: every good pair once, in order, pixels = Pillow (PNG, JPEG, W
   chk wds "$T/w.bmr" "$T/w.err" --size 32
 check "  ... image without caption, caption without image, corrupt image all counted" \
   grep -q "problems: 1 corrupt image, 2 image without metadata row, 2 metadata row without image" "$T/w.err"
+check_eq "  ... (the test's id reader sees them all)" "$(count "$T/w.bmr")" "$($PY -c "import json; print(len(json.load(open('$T/p.json'))['wds']['pairs']))")"
 check "  ... other members (KEY.json) pass silently" sh -c "! grep -q json '$T/w.err'"
 $D --strict "$W0" "$W1" >"$T/s.bmr" 2>"$T/e"; check_eq "webdataset --strict exits 1 at the first problem" "$?" 1
 check_eq "  ... after exactly the pairs before it" "$(ids "$T/s.bmr" | tr '\n' ' ')" "000000 000001 "
@@ -88,10 +90,7 @@ for lay in csv wds; do
     $D --seed 7 --split $s $in >"$T/$s.bmr" 2>"$T/$s.err"
     check "$lay --split $s: right records, in order" chk $lay "$T/$s.bmr" "$T/$s.err" --size 32 --subset
     ids "$T/$s.bmr" >>"$T/union"
-    check_eq "$lay --split $s: the records the unsplit run marks $s" "$(ids "$T/$s.bmr")" "$($PY -c "
-import sys; sys.path.insert(0, '$G'); from pillow_ref import read_records
-for r in read_records('$T/all.bmr')[1]:
-    if r['split'] == '$s': print(r['id'])")"
+    check_eq "$lay --split $s: the records the unsplit run marks $s" "$(ids "$T/$s.bmr")" "$(idsplit "$T/all.bmr" | sed -n "s/^$s //p")"
   done
   check_eq "$lay splits disjoint and complete" "$(sort "$T/union" | uniq | wc -l | tr -d ' ') $(wc -l <"$T/union" | tr -d ' ')" "$(count "$T/all.bmr") $(count "$T/all.bmr")"
   check "$lay: train is the largest split (0.8 expected)" sh -c "[ $(count "$T/train.bmr") -gt $(count "$T/test.bmr") ] && [ $(count "$T/train.bmr") -gt $(count "$T/val.bmr") ]"
