@@ -271,7 +271,8 @@ static int read_whole(const char *path, void **data, size_t *n, size_t max, char
   struct stat st;
   if (!f) return snprintf(err, errlen, "%s", strerror(errno)), -1;
   if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
-    snprintf(err, errlen, "%s", S_ISREG(st.st_mode) ? "too large" : "not a regular file");
+    int stat_failed = errno; /* fstat failing leaves st undefined */
+    snprintf(err, errlen, "%s", fstat(fileno(f), &st) ? strerror(stat_failed) : S_ISREG(st.st_mode) ? "too large" : "not a regular file");
     fclose(f);
     return -1;
   }

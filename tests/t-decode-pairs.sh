@@ -108,6 +108,16 @@ r = {x['id']: x for x in read_records('$T/captions.csv.bmr')[1]}
 a = r['img/p000.png']; b = r['img/p000.png#2']
 assert a['split'] == b['split'] and b['group'] == 'img/p000.png', (a['split'], b['split'])"
 
+mkdir "$T/p/csv/img/adir.png"
+printf 'filepath,title\nimg/adir.png,a folder named like an image\n' >"$T/p/csv/dir.csv"
+$D "$T/p/csv/dir.csv" >/dev/null 2>"$T/e"
+check "an image path that is a folder is named" grep -q "img/adir.png: metadata row without image: line 2: .*not a regular file" "$T/e"
+$D -o "$T/o.bmr" "$W0" "$W1" 2>/dev/null
+check "-o FILE writes what stdout gets" cmp "$T/o.bmr" "$T/w.bmr"
+# 64 x 64: more than a pipe buffer, so the writer must meet the closed pipe
+( bm-decode -q --format pairs --size 64 "$W0" "$W1" 2>/dev/null; echo $? >"$T/rc" ) | head -c 10 >/dev/null
+check_eq "a reader that goes away: exit 141, quietly" "$(cat "$T/rc")" 141
+
 # ---- usage ----
 $D --image-col x "$CSV" --format nih >/dev/null 2>&1; check_eq "--image-col with another format exits 2" "$?" 2
 $D --text "$CSV" >/dev/null 2>&1; check_eq "--text with pairs exits 2" "$?" 2
