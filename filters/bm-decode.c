@@ -270,9 +270,12 @@ static int read_whole(const char *path, void **data, size_t *n, size_t max, char
   FILE *f = fopen(path, "rb");
   struct stat st;
   if (!f) return snprintf(err, errlen, "%s", strerror(errno)), -1;
-  if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
-    int stat_failed = errno; /* fstat failing leaves st undefined */
-    snprintf(err, errlen, "%s", fstat(fileno(f), &st) ? strerror(stat_failed) : S_ISREG(st.st_mode) ? "too large" : "not a regular file");
+  const char *why = fstat(fileno(f), &st) ? strerror(errno)
+                    : !S_ISREG(st.st_mode)       ? "not a regular file"
+                    : (size_t)st.st_size > max   ? "too large"
+                                                 : NULL;
+  if (why) {
+    snprintf(err, errlen, "%s", why);
     fclose(f);
     return -1;
   }
