@@ -13,10 +13,10 @@
 #ifndef BM_CLIP_LOSS_H
 #define BM_CLIP_LOSS_H
 
-/* open_clip's initial logit scale, log(1 / 0.07) (CLIP's temperature 0.07).
- * BiomedCLIP's checkpoint carries its trained value instead ("logit_scale",
- * bm_model.logit_scale; ln 100 there, i.e. scale 100): fine-tuning starts
- * from that one, training from scratch from this one. */
+/* open_clip's initial logit scale, log(1 / 0.07) (CLIP's temperature 0.07),
+ * for training from scratch. Fine-tuning BiomedCLIP starts from the trained
+ * value its checkpoint carries ("logit_scale", bm_model.logit_scale; NAN
+ * when a checkpoint has none: then use this one). */
 #define BM_CLIP_LOG_SCALE_INIT 2.6592600369327779 /* -log(0.07) */
 /* The clamp's upper end, ln 100: the scale never exceeds 100. */
 #define BM_CLIP_LOG_SCALE_MAX 4.6051701859880914
