@@ -76,6 +76,7 @@ TORCH_PY ?= python3
 # what really changed: some files embed torch's random zip magic.
 fixtures: fixtures-model
 	$(TORCH_PY) tests/ref/make_optim_fixture.py tests/fixtures/optim.bmr
+	$(TORCH_PY) tests/ref/make_clip_loss_fixture.py tests/fixtures/clip_loss.bmr
 	$(TORCH_PY) tests/ref/make_backward_fixture.py tests/fixtures/backward.bmr
 	$(TORCH_PY) tests/ref/make_linear_fixture.py tests/fixtures/linear
 	$(TORCH_PY) tests/ref/make_finetune_fixture.py tests/fixtures/finetune.bmr

@@ -34,6 +34,10 @@ static char *slurp(const char *path, size_t *n, char *err, int errlen) {
 }
 
 bm_csv *bm_csv_load(const char *path, char *err, int errlen) {
+  return bm_csv_load_delim(path, ',', err, errlen);
+}
+
+bm_csv *bm_csv_load_delim(const char *path, char delim, char *err, int errlen) {
   size_t n;
   char *d = slurp(path, &n, err, errlen);
   if (!d) return NULL;
@@ -71,16 +75,16 @@ bm_csv *bm_csv_load(const char *path, char *err, int errlen) {
             d[w++] = d[i++];
           }
         }
-        while (i < n && d[i] != ',' && d[i] != '\n' && d[i] != '\r') d[w++] = d[i++];
+        while (i < n && d[i] != delim && d[i] != '\n' && d[i] != '\r') d[w++] = d[i++];
       } else {
-        while (i < n && d[i] != ',' && d[i] != '\n' && d[i] != '\r') d[w++] = d[i++];
+        while (i < n && d[i] != delim && d[i] != '\n' && d[i] != '\r') d[w++] = d[i++];
       }
       char sep = i < n ? d[i] : '\n';
       i++;
       d[w++] = 0; /* w <= i: the separator's slot holds the terminator */
       if (row.n == capf) row.f = bm_xrealloc(row.f, sizeof(char *) * (size_t)(capf = capf ? 2 * capf : 16));
       row.f[row.n++] = start;
-      if (sep != ',') {
+      if (sep != delim) {
         if (sep == '\r' && i < n && d[i] == '\n') i++;
         line++;
         break;

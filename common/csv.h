@@ -21,6 +21,8 @@ typedef struct {
 /* NULL with a reason in err when the file cannot be read, is empty, or has
  * an unterminated quote. */
 bm_csv *bm_csv_load(const char *path, char *err, int errlen);
+/* The same with another field separator (a tab for TSV). */
+bm_csv *bm_csv_load_delim(const char *path, char delim, char *err, int errlen);
 void bm_csv_free(bm_csv *c);
 /* Index of the header column named name (exact, surrounding blanks
  * ignored), or -1. */

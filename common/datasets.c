@@ -18,6 +18,7 @@
 #include "record.h"
 #include "splits.h"
 #include "util.h"
+#include "wds.h"
 
 static const char *nih_classes[] = {"Atelectasis", "Cardiomegaly", "Effusion", "Infiltration",
                                     "Mass", "Nodule", "Pneumonia", "Pneumothorax",
@@ -577,8 +578,150 @@ static void load_folder(bm_dataset *d, const bm_dataset_opts *o) {
   d->test_fraction = test;
 }
 
+
+/* ---- image-caption pairs ---- */
+static int has_ext(const char *n, const char *ext) {
+  size_t len = strlen(n), e = strlen(ext);
+  return len > e && !strcasecmp(n + len - e, ext);
+}
+
+static int is_table_name(const char *n) { return has_ext(n, ".csv") || has_ext(n, ".tsv"); }
+
+/* The one .csv/.tsv at the top of dir; NULL when none; dies when several. */
+static char *only_table(const char *dir) {
+  DIR *dh = opendir(dir);
+  if (!dh) bm_die("%s: cannot open folder: %s", dir, strerror(errno));
+  struct dirent *e;
+  char *found = NULL;
+  int n = 0;
+  while ((e = readdir(dh)))
+    if (e->d_name[0] != '.' && is_table_name(e->d_name)) {
+      n++;
+      free(found);
+      found = join(dir, e->d_name);
+    }
+  closedir(dh);
+  if (n > 1) bm_die("%s: several .csv/.tsv files at the top: give the one with the pairs", dir);
+  return found;
+}
+
+/* .tsv: tab; .csv: comma; otherwise the one of the two the header line has
+ * more of (outside quotes). */
+static char sniff_delim(const char *path) {
+  if (has_ext(path, ".tsv")) return '\t';
+  if (has_ext(path, ".csv")) return ',';
+  FILE *f = fopen(path, "rb");
+  if (!f) bm_die("%s: %s", path, strerror(errno));
+  int c, quoted = 0, tabs = 0, commas = 0;
+  while ((c = getc(f)) != EOF && (quoted || (c != '\n' && c != '\r'))) {
+    if (c == '"') quoted = !quoted;
+    else if (!quoted) tabs += c == '\t', commas += c == ',';
+  }
+  fclose(f);
+  return tabs > commas ? '\t' : ',';
+}
+
+static int find_col(const bm_csv *c, const char *given, const char *const *defaults, const char *what,
+                    const char **used) {
+  if (given) {
+    int j = bm_csv_col(c, given);
+    if (j < 0) bm_die("%s: no %s column '%s' in the header", c->path, what, given);
+    *used = given;
+    return j;
+  }
+  for (int k = 0; defaults[k]; k++) {
+    int j = bm_csv_col(c, defaults[k]);
+    if (j >= 0) {
+      *used = defaults[k];
+      return j;
+    }
+  }
+  bm_die("%s: no %s column: the header names neither '%s' nor '%s' (give --%s-col NAME)", c->path,
+         what, defaults[0], defaults[1], what);
+}
+
+static void load_pairs_csv(bm_dataset *d, const bm_dataset_opts *o) {
+  d->delim = sniff_delim(d->csv_path);
+  char err[1024];
+  bm_csv *c = bm_csv_load_delim(d->csv_path, d->delim, err, sizeof err);
+  if (!c) bm_die("%s", err);
+  static const char *img_names[] = {"filepath", "image", NULL}, *cap_names[] = {"title", "caption", NULL};
+  int ci = find_col(c, o->image_col, img_names, "image", &d->image_col);
+  int ct = find_col(c, o->caption_col, cap_names, "caption", &d->caption_col);
+  /* d->image_col and caption_col point at options or literals: both outlive d */
+  char *dir = bm_xstrdup(d->csv_path), *slash = strrchr(dir, '/');
+  if (slash) *slash = 0;
+  else strcpy(dir, ".");
+  bm_strmap times;
+  bm_strmap_init(&times);
+  long *count = NULL, ngroups = 0;
+  int need = 1 + (ci > ct ? ci : ct);
+  for (long r = 1; r < c->nrows; r++) {
+    bm_csv_row *row = &c->rows[r];
+    const char *p = row->n > ci ? row->f[ci] : "";
+    while (*p == ' ' || *p == '\t') p++;
+    bm_sample *s = new_sample(d, *p ? p : "(no image path)", row->line);
+    free(s->key);
+    s->key = bm_xstrdup(s->id); /* shards by image: all its captions in one */
+    s->group = bm_xstrdup(s->id);
+    /* later captions of the same image: ids path#2, path#3 (one group) */
+    long g = bm_strmap_put(&times, s->group, ngroups);
+    if (g == ngroups) count = bm_xrealloc(count, sizeof(long) * (size_t)++ngroups), count[g] = 0;
+    if (++count[g] > 1) {
+      free(s->id);
+      if (asprintf(&s->id, "%s#%ld", s->group, count[g]) < 0) bm_die("out of memory");
+    }
+    if (row->n < need) {
+      sample_problem(s, BM_P_BAD_ROW, 1, "line %ld: %d fields, expected at least %d", row->line, row->n, need);
+      continue;
+    }
+    if (!*p) {
+      sample_problem(s, BM_P_BAD_ROW, 1, "line %ld: empty image path", row->line);
+      continue;
+    }
+    s->path = p[0] == '/' ? bm_xstrdup(p) : join(dir, p);
+    s->text = bm_xstrdup(row->f[ct]);
+    if (bm_caption_clean(s->text)) sample_problem(s, BM_P_BAD_ROW, 1, "line %ld: caption is not UTF-8", row->line);
+    else if (!*s->text) sample_problem(s, BM_P_BAD_ROW, 1, "line %ld: empty caption", row->line);
+  }
+  bm_strmap_free(&times);
+  free(count);
+  free(dir);
+  bm_csv_free(c);
+}
+
+static void load_pairs(bm_dataset *d, const bm_dataset_opts *o) {
+  d->name = "pairs";
+  d->task = "pairs";
+  set_meta_keys(d, NULL, NULL, 0);
+  struct stat st;
+  if (stat(o->dir, &st)) bm_die("%s: %s", o->dir, strerror(errno));
+  if (o->csv) d->csv_path = bm_xstrdup(o->csv);
+  else if (S_ISDIR(st.st_mode)) d->csv_path = only_table(o->dir);
+  else if (is_table_name(o->dir) || !is_archive_name(o->dir)) d->csv_path = bm_xstrdup(o->dir);
+  if (d->csv_path) {
+    if (o->nextra) bm_die("%s: a CSV of pairs is one input; further inputs are for webdataset shards", d->csv_path);
+    load_pairs_csv(d, o);
+  } else {
+    d->webdataset = 1;
+    d->inputs = bm_xmalloc(sizeof(char *) * (size_t)(1 + o->nextra));
+    d->inputs[d->ninputs++] = bm_xstrdup(o->dir);
+    for (int i = 0; i < o->nextra; i++) d->inputs[d->ninputs++] = bm_xstrdup(o->extra_inputs[i]);
+  }
+  bm_strmap_init(&d->index);
+  d->val_fraction = o->val_fraction;
+  d->test_fraction = o->test_fraction < 0 ? 0.1 : o->test_fraction;
+  for (long i = 0; i < d->n; i++)
+    d->s[i].split = bm_split_of(d->s[i].group, d->val_fraction, d->test_fraction, o->seed);
+}
+
 bm_dataset *bm_dataset_load(const bm_dataset_opts *o) {
   struct stat st;
+  if (!strcmp(o->format, "pairs")) {
+    bm_dataset *d = bm_xcalloc(1, sizeof *d);
+    load_pairs(d, o);
+    return d;
+  }
   if (stat(o->dir, &st) || !S_ISDIR(st.st_mode))
     bm_die("%s: %s", o->dir, stat(o->dir, &st) ? strerror(errno) : "not a folder");
   bm_dataset *d = bm_xcalloc(1, sizeof *d);
@@ -594,7 +737,7 @@ void bm_dataset_free(bm_dataset *d) {
   if (!d) return;
   for (long i = 0; i < d->n; i++) {
     bm_sample *s = &d->s[i];
-    free(s->key), free(s->id), free(s->group), free(s->text), free(s->target), free(s->why);
+    free(s->key), free(s->id), free(s->group), free(s->text), free(s->target), free(s->why), free(s->path);
     for (int m = 0; m < d->nmeta; m++) free(s->meta[m]);
     free(s->meta);
   }

@@ -15,6 +15,7 @@ enum { BM_META_INT, BM_META_NUM, BM_META_STR };
 
 typedef struct {
   char *key, *id, *group, *text;
+  char *path;       /* pairs from a CSV: the image file (NULL otherwise) */
   int split;        /* BM_SPLIT_*, BM_SPLIT_NONE when unknown */
   float *target;    /* [nclasses] */
   char **meta;      /* [nmeta] values as text; NULL or "" when absent */
@@ -34,6 +35,8 @@ typedef struct {
   const char *id_column, *label_column, *label_columns, *classes_opt;
   int multilabel;
   char **extra_inputs; int nextra;        /* further folders/archives given */
+  /* pairs format only: the CSV's columns (NULL: filepath/title, else image/caption) */
+  const char *image_col, *caption_col;
 } bm_dataset_opts;
 
 typedef struct {
@@ -45,9 +48,21 @@ typedef struct {
   char **inputs; int ninputs;             /* archives and folders, walk order */
   char *csv_path;
   double val_fraction, test_fraction;
+  int webdataset;                         /* pairs: inputs are webdataset shards, no samples */
+  char delim;                             /* pairs CSV: ',' or '\t' */
+  const char *image_col, *caption_col;    /* pairs CSV: the columns used */
 } bm_dataset;
 
-/* Load the metadata of opts->format under opts->dir. Missing or unreadable
+/* Format "pairs" (image-caption pairs, task "pairs", no classes): opts->dir
+ * is a CSV/TSV file, a folder holding exactly one .csv/.tsv at the top, or a
+ * webdataset shard (tar) or folder with none, further shards in
+ * extra_inputs. From a CSV the samples are its rows (id the image path as
+ * written, "#2", "#3" added to later rows of the same path; group and key the
+ * path; text the caption; path the file); from shards there are no samples
+ * (d->webdataset, d->inputs the shards: see wds.h). Either way each sample's
+ * split is bm_split_of(group) with val and test fractions 0.1 by default.
+ *
+ * Load the metadata of opts->format under opts->dir. Missing or unreadable
  * files, an unknown format or a layout without images: a message and exit 1
  * (nothing has been written yet). Problems with single rows are stored in
  * the samples, for the caller to report (it knows what it selects). */

@@ -50,6 +50,12 @@ void bm_split_groups(char *const *groups, const int *stratum, long n, double val
   free(k);
 }
 
+int bm_split_of(const char *id, double val_fraction, double test_fraction, uint64_t seed) {
+  /* the top 53 bits: an exact double in [0,1) */
+  double u = (double)(bm_hash64(id, strlen(id), seed) >> 11) / 9007199254740992.0;
+  return u < test_fraction ? BM_SPLIT_TEST : u < test_fraction + val_fraction ? BM_SPLIT_VAL : BM_SPLIT_TRAIN;
+}
+
 int bm_shard_of(const char *id, int count) {
   if (count <= 1) return 0;
   /* a fixed seed: the shards of a data set do not move with --seed */

@@ -17,6 +17,14 @@ int bm_split_parse(const char *s); /* BM_SPLIT_NONE when unknown */
 void bm_split_groups(char *const *groups, const int *stratum, long n, double val_fraction,
                      double test_fraction, uint64_t seed, int *split);
 
+/* The split of one id on its own, for data read as a stream (image-caption
+ * pairs): the seeded hash of the id as a fraction u in [0,1): u < test is
+ * test, u < test + val is val, the rest train. The fractions hold in
+ * expectation, not exactly as bm_split_groups makes them; the split of an id
+ * never depends on the other ids, so every layout of the same pairs splits
+ * alike. */
+int bm_split_of(const char *id, double val_fraction, double test_fraction, uint64_t seed);
+
 /* The shard (0..count-1) a sample with this id belongs to. */
 int bm_shard_of(const char *id, int count);
 #endif
