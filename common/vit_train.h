@@ -14,7 +14,9 @@
  * p, so the inference forward (bm_vit_forward) runs on the trained weights.
  *
  * The training forward gives the same bits as bm_vit_forward (the same row
- * functions and GEMM calls; tests/unit/test_vit_train.c checks it). */
+ * functions and GEMM calls; tests/unit/test_vit_train.c checks it) unless
+ * patch dropout is on; checkpointing changes no bit of anything
+ * (tests/unit/test_vit_ext.c). */
 #ifndef BM_VIT_TRAIN_H
 #define BM_VIT_TRAIN_H
 
@@ -48,8 +50,10 @@ typedef struct {
   /* Training options, all 0 after init (set them before a forward):
    * patch_dropout p in [0,1): each image keeps K = bm_vit_patch_keep_count
    *   patch tokens and its CLS token (open_clip/timm PatchDropout, see below);
-   *   the kept set of image b is bm_vit_patch_keep(pd_seed, pd_step, b), so a
-   *   run that sets pd_step to its optimizer step repeats it when resumed.
+   *   the kept set of image b (its index in the batch) is
+   *   bm_vit_patch_keep(pd_seed, pd_step, b): give every forward its own
+   *   pd_step, e.g. step * accum + micro-batch, or two micro-batches of one
+   *   step drop the same patches; a resumed run then repeats the sets.
    * checkpoint: the forward keeps only each training block's input; the
    *   backward recomputes a block's activations right before its backward
    *   (same bits as without; ~1/3 more compute for the blocks). */
