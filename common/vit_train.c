@@ -1,6 +1,7 @@
 /* vit_train.c - the image tower's training forward and backward (vit_train.h). */
 #include "vit_train.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,9 +116,92 @@ void bm_vit_train_zero_grad(bm_vit_train *vt) {
   if (vt->g) memset(vt->g, 0, (vt->np - vt->goff) * sizeof(float));
 }
 
-/* ---- activations ---- */
+/* ---- patch dropout ---- */
 
-static float *fbuf(size_t n) { return bm_xmalloc(bm_mul_size(n ? n : 1, sizeof(float))); }
+int bm_vit_patch_keep_count(int GG, float p) {
+  if (p <= 0.0f) return GG;
+  /* p as the decimal it was written as (6 places), then torch's double
+   * arithmetic int(GG * (1 - p)), so that e.g. p = 0.2 keeps 8 of 10 as
+   * Python does, where the float 0.2f alone would give 7.99999 -> 7 */
+  double pd = round((double)p * 1e6) / 1e6;
+  int k = (int)((double)GG * (1.0 - pd));
+  return k < 1 ? 1 : k > GG ? GG : k;
+}
+
+typedef struct {
+  uint64_t h;
+  int i;
+} pd_score;
+
+static int pd_cmp(const void *x, const void *y) {
+  const pd_score *a = x, *b = y;
+  if (a->h != b->h) return a->h < b->h ? -1 : 1;
+  return (a->i > b->i) - (a->i < b->i);
+}
+
+static void put_le(unsigned char *d, uint64_t v, int n) {
+  for (int k = 0; k < n; k++) d[k] = (unsigned char)(v >> (8 * k));
+}
+
+void bm_vit_patch_keep(int *keep, int GG, int K, uint64_t seed, uint64_t step, int b) {
+  pd_score *sc = bm_xmalloc(sizeof *sc * (size_t)GG);
+  unsigned char key[16]; /* little-endian bytes: the same hash on every machine */
+  put_le(key, step, 8), put_le(key + 8, (uint32_t)b, 4);
+  for (int i = 0; i < GG; i++) {
+    put_le(key + 12, (uint32_t)i, 4);
+    sc[i].h = bm_hash64(key, sizeof key, seed), sc[i].i = i;
+  }
+  /* the K smallest scores: a uniformly random K-subset */
+  qsort(sc, (size_t)GG, sizeof *sc, pd_cmp);
+  unsigned char *kept = bm_xcalloc((size_t)GG, 1);
+  for (int j = 0; j < K; j++) kept[sc[j].i] = 1;
+  for (int i = 0, j = 0; i < GG; i++)
+    if (kept[i]) keep[j++] = i;
+  free(kept), free(sc);
+}
+
+/* x[b,0] = cls + pos[0]; x[b,1+j] = patches[b,keep[j]] + pos[1+keep[j]]:
+ * the rows of bm_vit_tokens' output that are kept, with its adds (bits). */
+static void tokens_keep(const bm_vit *v, const float *patches, const int *keep, int B, int K, float *x) {
+  int T = 1 + K, W = v->width, GG = v->grid * v->grid;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < B; i++) {
+    float *xi = x + (size_t)i * T * W;
+    for (int c = 0; c < W; c++) xi[c] = v->cls[c] + v->pos[c];
+    for (int j = 0; j < K; j++) {
+      int p = keep[(size_t)i * K + j];
+      const float *src = patches + ((size_t)i * GG + p) * W, *pos = v->pos + (size_t)(p + 1) * W;
+      float *dst = xi + (size_t)(1 + j) * W;
+      for (int c = 0; c < W; c++) dst[c] = src[c] + pos[c];
+    }
+  }
+}
+
+/* The backward of tokens_keep: dpatch[B*GG,W] written (dropped patches 0),
+ * dcls, dpos added (images in order, as bm_vit_tokens_backward). */
+static void tokens_keep_backward(float *dpatch, float *dcls, float *dpos, const float *dx, const int *keep,
+                                 int B, int K, int GG, int W) {
+  int T = 1 + K;
+  size_t rb = sizeof(float) * (size_t)W;
+  memset(dpatch, 0, rb * (size_t)B * GG);
+  for (int b = 0; b < B; b++)
+    for (int j = 0; j < K; j++)
+      memcpy(dpatch + ((size_t)b * GG + keep[(size_t)b * K + j]) * W, dx + ((size_t)b * T + 1 + j) * W, rb);
+  for (int b = 0; b < B; b++) {
+    const float *g = dx + (size_t)b * T * W;
+    if (dcls)
+      for (int c = 0; c < W; c++) dcls[c] += g[c];
+    if (!dpos) continue;
+    for (int c = 0; c < W; c++) dpos[c] += g[c];
+    for (int j = 0; j < K; j++) {
+      float *d = dpos + (size_t)(1 + keep[(size_t)b * K + j]) * W;
+      const float *gj = g + (size_t)(1 + j) * W;
+      for (int c = 0; c < W; c++) d[c] += gj[c];
+    }
+  }
+}
+
+/* ---- activations ---- */
 
 static void slot_free(bm_vt_block_acts *s) {
   free(s->x), free(s->ln1), free(s->m1), free(s->r1), free(s->qkv), free(s->P), free(s->att);
@@ -126,49 +210,84 @@ static void slot_free(bm_vt_block_acts *s) {
 
 void bm_vt_acts_free(bm_vt_acts *a) {
   for (int i = 0; i < a->nslot; i++) slot_free(&a->blk[i]);
-  free(a->blk), free(a->x), free(a->cols), free(a->patches), free(a->pin), free(a->pooled);
+  free(a->blk), free(a->x), free(a->xr), free(a->keep), free(a->mt), free(a->rt);
+  free(a->cols), free(a->patches), free(a->pin), free(a->pooled);
   free(a->mf), free(a->rf), free(a->raw), free(a->emb), free(a->start), free(a->len);
   free(a->d), free(a->dln), free(a->datt), free(a->dqkv), free(a->dh), free(a->dpatch);
   free(a->dpin), free(a->dpooled), free(a->draw), free(a->bscratch);
   memset(a, 0, sizeof *a);
 }
 
-static void reserve(const bm_vit_train *vt, bm_vt_acts *a, int B) {
-  if (B <= a->cap) return;
-  bm_vt_acts_free(a);
-  const bm_vit *v = &vt->v;
-  size_t N = (size_t)B * v->ntok, W = (size_t)v->width, M = (size_t)v->mlp, E = (size_t)v->embed_dim;
-  size_t BG = (size_t)B * v->grid * v->grid, PP = (size_t)v->patch * v->patch;
-  a->start = bm_xmalloc(sizeof(int) * (size_t)B);
-  a->len = bm_xmalloc(sizeof(int) * (size_t)B);
-  for (int i = 0; i < B; i++) a->start[i] = i * v->ntok, a->len[i] = v->ntok;
-  size_t nP = bm_attention_probs_size(a->len, B, v->heads);
-  a->nslot = v->depth - vt->first + 1;
-  a->blk = bm_xcalloc((size_t)a->nslot, sizeof *a->blk);
+size_t bm_vt_acts_bytes(const bm_vt_acts *a) { return a->bytes; }
+
+/* One layout serves the allocation and the sizing without it (dry). */
+typedef struct {
+  int dry;
+  size_t bytes;
+} sizer;
+
+static void *take(sizer *z, size_t n, size_t el) {
+  size_t b = bm_mul_size(n ? n : 1, el);
+  z->bytes += b;
+  return z->dry ? NULL : bm_xmalloc(b);
+}
+#define FB(n) ((float *)take(z, (n), sizeof(float)))
+
+static void layout(const bm_vit *v, int first, int frozen, int ckpt, int B, int T, bm_vt_acts *a, sizer *z) {
+  int D = v->depth;
+  if (frozen) first = D;
+  ckpt = ckpt && first < D;
+  size_t N = (size_t)B * T, W = (size_t)v->width, M = (size_t)v->mlp, E = (size_t)v->embed_dim;
+  size_t BG = (size_t)B * v->grid * v->grid, PP = (size_t)v->patch * v->patch, NW = N * W;
+  size_t nP = (size_t)B * v->heads * T * T; /* bm_attention_probs_size for B sequences of T */
+  int ntrain = D - first, scratch = ckpt ? 1 : first > 0;
+  a->start = take(z, (size_t)B, sizeof(int)), a->len = take(z, (size_t)B, sizeof(int));
+  a->keep = take(z, (size_t)B * (T - 1), sizeof(int));
+  a->nslot = ntrain + scratch;
+  a->blk = z->dry ? NULL : bm_xcalloc((size_t)(a->nslot ? a->nslot : 1), sizeof *a->blk);
   for (int i = 0; i < a->nslot; i++) {
-    bm_vt_block_acts *s = &a->blk[i];
-    s->x = fbuf(N * W), s->ln1 = fbuf(N * W), s->m1 = fbuf(N), s->r1 = fbuf(N);
-    s->qkv = fbuf(N * 3 * W), s->P = fbuf(nP), s->att = fbuf(N * W), s->xm = fbuf(N * W);
-    s->ln2 = fbuf(N * W), s->m2 = fbuf(N), s->r2 = fbuf(N), s->pre = fbuf(N * M), s->h = fbuf(N * M);
+    bm_vt_block_acts dummy = {0}, *s = z->dry ? &dummy : &a->blk[i];
+    s->x = FB(NW);
+    if (ckpt && i < ntrain) continue; /* the block's input alone */
+    s->ln1 = FB(NW), s->m1 = FB(N), s->r1 = FB(N), s->qkv = FB(N * 3 * W), s->P = FB(nP), s->att = FB(NW);
+    s->xm = FB(NW), s->ln2 = FB(NW), s->m2 = FB(N), s->r2 = FB(N), s->pre = FB(N * M), s->h = FB(N * M);
   }
-  a->x = fbuf(N * W), a->cols = fbuf(BG * 3 * PP), a->patches = fbuf(BG * W);
-  a->pin = fbuf((size_t)B * W), a->pooled = fbuf((size_t)B * W), a->mf = fbuf(B), a->rf = fbuf(B);
-  a->raw = fbuf((size_t)B * E), a->emb = fbuf((size_t)B * E);
-  if (!vt->frozen) {
-    a->d = fbuf(N * W), a->dln = fbuf(N * W), a->datt = fbuf(N * W), a->dqkv = fbuf(N * 3 * W);
-    a->dh = fbuf(N * M), a->dpatch = fbuf(BG * W), a->dpin = fbuf((size_t)B * W);
-    a->dpooled = fbuf((size_t)B * W), a->draw = fbuf((size_t)B * E);
-    a->bscratch = fbuf(bm_attention_backward_scratch(v->ntok));
+  a->x = FB(NW), a->xr = ckpt ? FB(NW) : NULL, a->mt = FB(N), a->rt = FB(N);
+  a->cols = FB(BG * 3 * PP), a->patches = FB(BG * W);
+  a->pin = FB((size_t)B * W), a->pooled = FB((size_t)B * W), a->mf = FB(B), a->rf = FB(B);
+  a->raw = FB((size_t)B * E), a->emb = FB((size_t)B * E);
+  if (!frozen) {
+    a->d = FB(NW), a->dln = FB(NW), a->datt = FB(NW), a->dqkv = FB(N * 3 * W);
+    a->dh = FB(N * M), a->dpatch = FB(BG * W), a->dpin = FB((size_t)B * W);
+    a->dpooled = FB((size_t)B * W), a->draw = FB((size_t)B * E);
+    a->bscratch = FB(bm_attention_backward_scratch(T));
   }
-  a->cap = B;
+  a->ckpt = ckpt;
+}
+#undef FB
+
+size_t bm_vt_acts_plan(const bm_vit *v, int first, int frozen, int checkpoint, int B, int T) {
+  bm_vt_acts a = {0};
+  sizer z = {1, 0};
+  layout(v, first, frozen, checkpoint, B, T, &a, &z);
+  return z.bytes;
+}
+
+static void reserve(const bm_vit_train *vt, bm_vt_acts *a, int B, int T) {
+  int ck = vt->checkpoint && vt->first < vt->v.depth;
+  if (B <= a->cap && T == a->T && ck == a->ckpt) return;
+  bm_vt_acts_free(a);
+  sizer z = {0, 0};
+  layout(&vt->v, vt->first, vt->frozen, vt->checkpoint, B, T, a, &z);
+  a->bytes = z.bytes, a->cap = B, a->T = T, a->scratch_blk = -1;
 }
 
 /* One pre-norm block: x[N,W] -> x (in place), activations kept in s. The
  * same calls as vit.c's block_forward: the residual adds are GEMMs with
  * beta = 1 on a copy of the stream, so the bits agree. */
-static void block_fwd(const bm_vit *v, const bm_vit_block *b, bm_vt_block_acts *s, float *x, int B,
+static void block_fwd(const bm_vit *v, const bm_vit_block *b, bm_vt_block_acts *s, float *x, int B, int N,
                       const int *start, const int *len) {
-  int N = B * v->ntok, W = v->width, M = v->mlp;
+  int W = v->width, M = v->mlp;
   size_t NW = (size_t)N * W * sizeof(float);
   memcpy(s->x, x, NW);
   bm_layernorm_train(s->ln1, s->m1, s->r1, s->x, b->ln1_w, b->ln1_b, N, W, v->eps); /* ln1[N,W] */
@@ -181,17 +300,29 @@ static void block_fwd(const bm_vit *v, const bm_vit_block *b, bm_vt_block_acts *
   bm_linear_residual(x, s->h, b->fc2_w, b->fc2_b, N, M, W);                          /* x += fc2(h) */
 }
 
-void bm_vit_train_forward(bm_vit_train *vt, bm_vt_acts *a, const float *img, int B, float *emb) {
-  reserve(vt, a, B);
+void bm_vit_train_forward_tokens(bm_vit_train *vt, bm_vt_acts *a, const float *img, int B, float *emb,
+                                 float *tokens) {
   const bm_vit *v = &vt->v;
-  int T = v->ntok, W = v->width, E = v->embed_dim;
+  int W = v->width, E = v->embed_dim, D = v->depth, GG = v->grid * v->grid;
+  int K = bm_vit_patch_keep_count(GG, vt->patch_dropout), T = 1 + K, N = B * T;
+  reserve(vt, a, B, T);
+  a->B = B, a->scratch_blk = -1;
+  for (int i = 0; i < B; i++) a->start[i] = i * T, a->len[i] = T;
   /* patches[B*GG, W] = conv(img), cols kept for the patch embedding's backward */
   bm_patch_embed(a->patches, img, v->patch_w, v->patch_b, a->cols, B, v->image_size, v->patch, W);
-  bm_vit_tokens(v, a->patches, B, a->x); /* x[B*T, W] */
-  for (int l = 0; l < v->depth; l++) {
-    /* frozen blocks below the first that trains reuse the scratch slot */
-    bm_vt_block_acts *s = &a->blk[l >= vt->first ? l - vt->first : a->nslot - 1];
-    block_fwd(v, &v->blocks[l], s, a->x, B, a->start, a->len);
+  if (K == GG) bm_vit_tokens(v, a->patches, B, a->x); /* x[B*T, W] */
+  else {
+    for (int b = 0; b < B; b++) bm_vit_patch_keep(a->keep + (size_t)b * K, GG, K, vt->pd_seed, vt->pd_step, b);
+    tokens_keep(v, a->patches, a->keep, B, K, a->x);
+  }
+  for (int l = 0; l < D; l++) {
+    /* frozen blocks below the first that trains reuse the scratch slot, and
+     * with checkpointing every block runs there after its input is kept */
+    bm_vt_block_acts *s = &a->blk[a->nslot - 1];
+    if (l >= vt->first && a->ckpt) memcpy(a->blk[l - vt->first].x, a->x, sizeof(float) * (size_t)N * W);
+    else if (l >= vt->first) s = &a->blk[l - vt->first];
+    block_fwd(v, &v->blocks[l], s, a->x, B, N, a->start, a->len);
+    if (s == &a->blk[a->nslot - 1]) a->scratch_blk = l;
   }
   /* pin[B,W] = token 0; pooled = LN(pin); raw[B,E] = pooled head^T; emb = raw / |raw| */
   for (int i = 0; i < B; i++)
@@ -201,16 +332,23 @@ void bm_vit_train_forward(bm_vit_train *vt, bm_vt_acts *a, const float *img, int
   memcpy(a->emb, a->raw, sizeof(float) * (size_t)B * E);
   bm_l2_normalize(a->emb, B, E);
   if (emb) memcpy(emb, a->emb, sizeof(float) * (size_t)B * E);
+  /* tokens[N,W] = LN(x) of every token (its row 0s are pooled's bits) */
+  a->has_tokens = tokens != NULL;
+  if (tokens) bm_layernorm_train(tokens, a->mt, a->rt, a->x, v->norm_w, v->norm_b, N, W, v->eps);
 }
 
-/* d[N,W] = dL/d(block output) -> dL/d(block input) (in place); parameter
- * gradients added; need_dx = 0 skips LN1's input gradient (nothing below
- * trains). */
-static void block_bwd(bm_vit_train *vt, bm_vt_acts *a, int l, int B, int need_dx) {
+void bm_vit_train_forward(bm_vit_train *vt, bm_vt_acts *a, const float *img, int B, float *emb) {
+  bm_vit_train_forward_tokens(vt, a, img, B, emb, NULL);
+}
+
+/* d[N,W] = dL/d(block output) -> dL/d(block input) (in place) through block
+ * l whose activations s holds; parameter gradients added; need_dx = 0 skips
+ * LN1's input gradient (nothing below trains). */
+static void block_bwd(bm_vit_train *vt, bm_vt_acts *a, int l, const bm_vt_block_acts *s, int B, int N,
+                      int need_dx) {
   const bm_vit *v = &vt->v;
   const bm_vit_block *b = &v->blocks[l];
-  bm_vt_block_acts *s = &a->blk[l - vt->first];
-  int N = B * v->ntok, W = v->width, M = v->mlp, k0 = PRE + l * B_NT;
+  int W = v->width, M = v->mlp, k0 = PRE + l * B_NT;
 #define G(k) bm_vit_train_grad(vt, k0 + (k))
   bm_linear_backward(a->dh, G(B_FC2W), G(B_FC2B), a->d, s->h, b->fc2_w, N, M, W, 0);   /* dh[N,M] */
   bm_gelu_backward(a->dh, a->dh, s->pre, (size_t)N * M);                              /* dpre */
@@ -224,20 +362,47 @@ static void block_bwd(bm_vit_train *vt, bm_vt_acts *a, int l, int B, int need_dx
 #undef G
 }
 
-void bm_vit_train_backward(bm_vit_train *vt, bm_vt_acts *a, const float *demb, int B) {
-  if (vt->frozen) return;
+void bm_vit_train_backward_tokens(bm_vit_train *vt, bm_vt_acts *a, const float *demb, const float *dtokens,
+                                  int B) {
+  if (vt->frozen || (!demb && !dtokens)) return;
+  if (B != a->B) bm_die("bm_vit_train_backward: %d images, the forward had %d", B, a->B);
+  if (dtokens && !a->has_tokens) bm_die("bm_vit_train_backward: token gradients, but the forward gave no tokens");
   const bm_vit *v = &vt->v;
-  int T = v->ntok, W = v->width, E = v->embed_dim, N = B * T, D = v->depth, n = PRE + D * B_NT;
-  bm_l2_normalize_backward(a->draw, demb, a->raw, B, E);                                      /* draw[B,E] */
-  bm_linear_backward(a->dpooled, bm_vit_train_grad(vt, n + 2), NULL, a->draw, a->pooled, v->head_w, B, W, E, 0);
-  bm_layernorm_backward(a->dpin, bm_vit_train_grad(vt, n), bm_vit_train_grad(vt, n + 1), a->dpooled, a->pin,
-                        a->mf, a->rf, v->norm_w, B, W, 0);                                    /* dpin[B,W] */
-  if (vt->first == D) return; /* no block trains */
-  bm_pool_token0_backward(a->d, a->dpin, a->start, B, N, W);                                  /* d[N,W] */
-  for (int l = D - 1; l >= vt->first; l--) block_bwd(vt, a, l, B, l > vt->first || vt->embed_trains);
-  if (!vt->embed_trains) return;
+  int T = a->T, K = T - 1, W = v->width, E = v->embed_dim, N = B * T, D = v->depth, n = PRE + D * B_NT;
   int GG = v->grid * v->grid;
-  bm_vit_tokens_backward(a->dpatch, bm_vit_train_grad(vt, 2), bm_vit_train_grad(vt, 3), a->d, B, GG, W);
+  float *gnw = bm_vit_train_grad(vt, n), *gnb = bm_vit_train_grad(vt, n + 1);
+  if (demb) {
+    bm_l2_normalize_backward(a->draw, demb, a->raw, B, E);                                    /* draw[B,E] */
+    bm_linear_backward(a->dpooled, bm_vit_train_grad(vt, n + 2), NULL, a->draw, a->pooled, v->head_w, B, W, E, 0);
+    bm_layernorm_backward(a->dpin, gnw, gnb, a->dpooled, a->pin, a->mf, a->rf, v->norm_w, B, W, 0); /* dpin */
+  }
+  if (vt->first == D) { /* no block trains: the final norm's parameters alone */
+    if (dtokens) bm_layernorm_backward(NULL, gnw, gnb, dtokens, a->x, a->mt, a->rt, v->norm_w, N, W, 0);
+    return;
+  }
+  if (demb) bm_pool_token0_backward(a->d, a->dpin, a->start, B, N, W);                        /* d[N,W] */
+  else memset(a->d, 0, sizeof(float) * (size_t)N * W);
+  if (dtokens) bm_layernorm_backward(a->d, gnw, gnb, dtokens, a->x, a->mt, a->rt, v->norm_w, N, W, 1);
+  bm_vt_block_acts *scr = &a->blk[a->nslot - 1];
+  for (int l = D - 1; l >= vt->first; l--) {
+    const bm_vt_block_acts *s = &a->blk[l - vt->first];
+    if (a->ckpt) { /* recompute block l from its kept input (the top one is still there) */
+      if (a->scratch_blk != l) {
+        memcpy(a->xr, s->x, sizeof(float) * (size_t)N * W);
+        block_fwd(v, &v->blocks[l], scr, a->xr, B, N, a->start, a->len);
+        a->scratch_blk = l;
+      }
+      s = scr;
+    }
+    block_bwd(vt, a, l, s, B, N, l > vt->first || vt->embed_trains);
+  }
+  if (!vt->embed_trains) return;
+  if (K == GG) bm_vit_tokens_backward(a->dpatch, bm_vit_train_grad(vt, 2), bm_vit_train_grad(vt, 3), a->d, B, GG, W);
+  else tokens_keep_backward(a->dpatch, bm_vit_train_grad(vt, 2), bm_vit_train_grad(vt, 3), a->d, a->keep, B, K, GG, W);
   bm_patch_embed_backward(bm_vit_train_grad(vt, 0), bm_vit_train_grad(vt, 1), a->dpatch, a->cols, B,
                           v->image_size, v->patch, W);
+}
+
+void bm_vit_train_backward(bm_vit_train *vt, bm_vt_acts *a, const float *demb, int B) {
+  bm_vit_train_backward_tokens(vt, a, demb, NULL, B);
 }
