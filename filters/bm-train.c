@@ -95,7 +95,7 @@ static const char usage[] =
 /* what the command line said beyond the kept options, for the mode checks */
 typedef struct {
   const char *mode;
-  int ft, lr, text, nctx, fusion, textlock, lock, pdrop, gck, allow, posw, dropout;
+  int model, ft, lr, text, nctx, fusion, textlock, lock, pdrop, gck, allow, posw, dropout;
 } seen;
 
 /* TEMPORARY, until the multimodal tasks are plugged in (the integrator
@@ -108,7 +108,7 @@ static int is_mode(const bm_train_opts *o, int a, int b, int c) { return o->mode
  * mode (those that depend on the model: mode_model_defaults). */
 static void check_mode(bm_train_opts *o, const seen *s) {
   const char *mn = bm_mode_names[o->mode];
-  if (o->mode == BM_MODE_LINEAR && s->ft)
+  if (o->mode == BM_MODE_LINEAR && (s->ft || s->model))
     bm_usage_die("-m, --lr-encoder, --lr-head, --unlock-last and --freeze-tower are for --mode finetune");
   if (!BM_MODE_MULTIMODAL(o->mode) && (s->text || s->nctx || s->fusion || s->textlock || s->lock || s->pdrop ||
                                        s->gck || s->allow))
@@ -214,7 +214,7 @@ static void parse_args(int argc, char **argv, bm_train_opts *o) {
       if (bm_feat_parse(optarg, &o->feat)) bm_usage_die("--features %s: expected img, txt or both", optarg);
       o->given[O_FEAT] = 1;
       break;
-    case 'm': o->model = optarg, s.ft = 1; break;
+    case 'm': o->model = optarg, s.model = 1; break;
     case FREEZE: o->freeze = 1, s.ft = 1; break;
     case 'e': case 'b': case WARMUP: case SEED: case PAT: case STOP: case 'j': case UNLOCK: case ACCUM:
     case FLAYERS: case FWIDTH: case FHEADS: case NCTX: case UNLOCK_TEXT: {
@@ -417,8 +417,10 @@ int main(int argc, char **argv) {
     for (int k = 0; k < ds.C; k++)
       if (!npos[k]) bm_warn("%s: class \"%s\" has no positive record in the training set: weight 1", ds.name, ds.classes[k]);
   }
-  if (BM_MODE_MULTIMODAL(o.mode)) /* TEMPORARY: see PENDING */
-    bm_usage_die("--mode %s: not yet built (options, %ld records and the model checked)", bm_mode_names[o.mode], ds.n);
+  if (BM_MODE_MULTIMODAL(o.mode)) { /* TEMPORARY: see PENDING */
+    bm_warn("--mode %s: not yet built (options, %ld records and the model checked)", bm_mode_names[o.mode], ds.n);
+    exit(2);
+  }
   bm_train_task task;
   const bm_linhead *from = o.resume ? &ck : NULL;
   if (o.mode == BM_MODE_LINEAR) bm_task_linear(&task, &o, &ds, pw, from);
