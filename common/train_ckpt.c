@@ -75,6 +75,50 @@ void bm_train_resume_state(const char *p, const bm_weights *ws, const json_t *c,
   opt->step = st->step;
 }
 
+static int fail(char *err, size_t n, const char *fmt, const char *path, const char *what) {
+  snprintf(err, n, fmt, path, what);
+  return -1;
+}
+
+int bm_train_ckpt_load(const char *path, bm_linhead *h, char *err, size_t errlen) {
+  memset(h, 0, sizeof *h);
+  if (bm_weights_load(path, &h->ws, err, errlen)) return -1;
+  json_t *cfg = h->ws.config_json ? json_loads(h->ws.config_json, 0, NULL) : NULL;
+  const char *mode = json_string_value(json_object_get(cfg, "mode"));
+  int m = bm_name_index(mode, bm_mode_names, BM_NMODES);
+  if (m < 0 || !BM_MODE_MULTIMODAL(m)) { /* linear, finetune, or not ours: as bm-fuse reads them */
+    json_decref(cfg);
+    bm_weights_free(&h->ws);
+    return bm_linhead_load(path, h, err, errlen);
+  }
+  h->config = cfg;
+  const char *feat = json_string_value(json_object_get(cfg, "features"));
+  if (!feat || bm_feat_parse(feat, &h->feat) || h->feat != BM_FEAT_IMG)
+    return fail(err, errlen, "%s: config \"features\" is not img (mode %s)", path, mode);
+  const char *task = json_string_value(json_object_get(cfg, "task"));
+  int pairs = task && !strcmp(task, "pairs");
+  if (!task || (!pairs && strcmp(task, "multiclass") && strcmp(task, "multilabel")))
+    return fail(err, errlen, "%s: config \"task\" is not multiclass, multilabel or pairs (mode %s)", path, mode);
+  h->multilabel = !strcmp(task, "multilabel");
+  json_t *cls = json_object_get(cfg, "classes");
+  if (!json_is_array(cls) || json_array_size(cls) > (1 << 20) || (!pairs && json_array_size(cls) < 1))
+    return fail(err, errlen, "%s: config \"classes\" is not %s", path, pairs ? "an array" : "a non-empty array of names");
+  h->C = (int)json_array_size(cls);
+  h->classes = bm_xcalloc((size_t)h->C + 1, sizeof *h->classes);
+  for (int c = 0; c < h->C; c++) {
+    const char *s = json_string_value(json_array_get(cls, (size_t)c));
+    if (!s) return fail(err, errlen, "%s: config \"classes\" holds %s", path, "a value that is not a string");
+    h->classes[c] = bm_xstrdup(s);
+  }
+  const bm_weight *w = bm_weights_get(&h->ws, "head.weight"), *b = bm_weights_get(&h->ws, "head.bias");
+  if (w && b && w->dtype == BM_W_F32 && b->dtype == BM_W_F32 && w->ndim == 2 && w->shape[0] == h->C &&
+      b->numel == h->C) {
+    h->W = w->data, h->b = b->data;
+    h->D = (int)w->shape[1];
+  }
+  return 0;
+}
+
 void bm_train_init_head(const char *path, int C, int D, float *W, float *b) {
   bm_weights iw;
   char err[1024];

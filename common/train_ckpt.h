@@ -37,6 +37,12 @@ char *bm_train_config_text(json_t *cfg);
  * (the checkpoint at path p), into opt and st. */
 void bm_train_resume_state(const char *p, const bm_weights *ws, const json_t *config, long epochs, bm_adamw *opt,
                            bm_train_state *st);
+/* The checkpoint of path for --resume, into h: a linear or finetune one
+ * as bm_linhead_load reads it; one of the multimodal modes with its config
+ * (features img, task multiclass, multilabel or pairs, classes: none for
+ * pairs) and tensors, h->W and h->b pointing at head.weight and head.bias
+ * when it has them (else NULL; D = 0). 0 ok; -1 with a message in err. */
+int bm_train_ckpt_load(const char *path, bm_linhead *h, char *err, size_t errlen);
 /* head.weight [C,D] and head.bias [C] of the safetensors file path (--init) */
 void bm_train_init_head(const char *path, int C, int D, float *W, float *b);
 /* OUT.last.safetensors of OUT (malloc'd) */

@@ -371,7 +371,7 @@ int main(int argc, char **argv) {
   bm_linhead ck = {0};
   char err[1024];
   if (o.resume) {
-    if (bm_linhead_load(o.resume, &ck, err, sizeof err)) bm_die("--resume: %s", err);
+    if (bm_train_ckpt_load(o.resume, &ck, err, sizeof err)) bm_die("--resume: %s", err);
     const char *ckmode = json_string_value(json_object_get(ck.config, "mode")), *want = bm_mode_names[o.mode];
     if (!ckmode || strcmp(ckmode, want))
       bm_die("--resume: %s: a checkpoint of mode \"%s\", not %s", o.resume, ckmode ? ckmode : "?",

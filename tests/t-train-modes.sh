@@ -140,6 +140,47 @@ check_refused "words that only contain a class name pass" 2 "$(pending fusion)" 
 check_refused "--text prompt reads no text: no leakage to check" 2 "$(pending regularized)" \
   $B --mode regularized --text prompt "$T/leak.bmr"
 
+
+# ---- resume: the multimodal options are kept like the others ----
+# (a fusion checkpoint made from a finetune one: the options a fusion run writes)
+bm-train -q -m "$MODEL" --mode finetune --epochs 2 --stop-after 1 --batch 8 -o "$T/ft.safetensors" "$T/tr.bmr"
+$PY - "$T/ft.last.safetensors" "$T/fu.last.safetensors" <<'PYEOF'
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+(hl,) = struct.unpack('<Q', b[:8])
+head = json.loads(b[8:8 + hl])
+cfg = json.loads(head['__metadata__']['config'])
+cfg['mode'] = 'fusion'
+cfg['options'].update(fusion_layers=1, fusion_width=64, fusion_heads=2, text='key', n_ctx=8, unlock_text_last=-1,
+                      freeze_text=False, lock_image=False, lock_text=False, patch_dropout=0.0)
+head['__metadata__']['config'] = json.dumps(cfg)
+h = json.dumps(head).encode()
+h += b' ' * (-len(h) % 8)
+open(sys.argv[2], 'wb').write(struct.pack('<Q', len(h)) + h + b[8 + hl:])
+PYEOF
+R="bm-train -q --mode fusion --resume $T/fu.last.safetensors -o $T/bad.safetensors"
+check_refused "resume a fusion run: its options and both towers load, then not yet built" 2 "$(pending fusion)" \
+  $R "$T/tr.bmr"
+check_refused "  ... --fusion-layers 3 differs" 2 "--fusion-layers 3 differs from the checkpoint's 1 .*a resumed run keeps its options" \
+  $R --fusion-layers 3 "$T/tr.bmr"
+check_refused "  ... --text both differs" 2 "--text both differs from the checkpoint's key" $R --text both "$T/tr.bmr"
+check_refused "  ... --freeze-text the run did not use" 2 "--freeze-text: the run of .*fu.last.safetensors did not use it" \
+  $R --freeze-text "$T/tr.bmr"
+check_refused "  ... the same values given again are fine" 2 "$(pending fusion)" \
+  $R --fusion-layers 1 --fusion-heads 2 --text key "$T/tr.bmr"
+check_refused "  ... as another mode" 1 'a checkpoint of mode "fusion", not regularized' \
+  bm-train -q --mode regularized --resume "$T/fu.last.safetensors" -o "$T/bad.safetensors" "$T/tr.bmr"
+check_refused "a finetune checkpoint resumed as fusion" 1 'a checkpoint of mode "finetune", not fusion' \
+  bm-train -q --mode fusion --resume "$T/ft.last.safetensors" -o "$T/bad.safetensors" "$T/tr.bmr"
+$PY -c "
+import json, struct, sys
+b = open('$T/fu.last.safetensors', 'rb').read(); (hl,) = struct.unpack('<Q', b[:8]); head = json.loads(b[8:8 + hl])
+cfg = json.loads(head['__metadata__']['config']); del cfg['options']['text']
+head['__metadata__']['config'] = json.dumps(cfg); h = json.dumps(head).encode(); h += b' ' * (-len(h) % 8)
+open('$T/notext.last.safetensors', 'wb').write(struct.pack('<Q', len(h)) + h + b[8 + hl:])"
+check_refused "a fusion checkpoint without its --text" 1 'notext.last.safetensors: config option "text" is not key, prompt or both' \
+  bm-train -q --mode fusion --resume "$T/notext.last.safetensors" -o "$T/bad.safetensors" "$T/tr.bmr"
+
 # ---- what stays as it was ----
 check_refused "--mode finetune without -m says what it said" 2 '--mode finetune needs -m MODEL \(the model whose image tower it trains\)$' \
   bm-train --mode finetune -o "$T/bad.safetensors" "$T/tr.bmr"
