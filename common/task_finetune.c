@@ -1,0 +1,136 @@
+/* task_finetune.c - bm-train --mode finetune: the image tower and a head
+ * end to end (finetune.h). Its checkpoint is the whole model, so that
+ * bm-embed-img -m and bm-fuse -m both read it. */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "finetune.h"
+#include "train_task.h"
+#include "util.h"
+
+typedef struct {
+  const bm_train_opts *o;
+  const bm_trainset *ds;
+  const bm_model *model;
+  bm_ft ft;
+  float *X, *Y; /* [batch,3,S,S] normalized images, [batch,C] */
+  bm_recslot slot;
+} finetune;
+
+static double finetune_grad(bm_train_task *t, const long *idx, int B, long e, uint64_t micro) {
+  finetune *f = t->self;
+  bm_trainset_batch(f->ds, f->o->feat, idx, B, &f->slot, bm_sub_seed((uint64_t)f->o->seed, BM_AUG_TAG ^ (uint64_t)e),
+                    f->X, f->Y);
+  /* the mask of each batch of the run: its number, not the thread count or
+   * the group, seeds it; the same after --resume */
+  f->ft.drop_step = micro;
+  return bm_ft_grad(&f->ft, f->X, f->Y, B); /* forward and backward */
+}
+
+static void finetune_logits(bm_train_task *t, const bm_trainset *vs, const long *idx, int B, float *logits) {
+  finetune *f = t->self;
+  bm_trainset_batch(vs, f->o->feat, idx, B, &f->slot, 0, f->X, NULL);
+  bm_ft_logits(&f->ft, f->X, B);
+  memcpy(logits, f->ft.logits, sizeof(float) * (size_t)B * (size_t)f->ft.C);
+}
+
+/* Every tensor of -m, the image tower's replaced by the trained ones under
+ * their open_clip names, the text tower's copied through; the head; the
+ * model's config with the training's merged in. */
+static void finetune_save(bm_train_task *t, const char *path, int moments, const bm_train_state *st) {
+  finetune *f = t->self;
+  const bm_model *m = f->model;
+  const bm_vit_train *vt = &f->ft.vt;
+  const bm_adamw *opt = moments ? &f->ft.opt : NULL;
+  json_t *cfg = NULL;
+  if (m->ws.config_json) cfg = json_loads(m->ws.config_json, 0, NULL);
+  if (!json_is_object(cfg)) json_decref(cfg), cfg = json_object();
+  /* what the loader would otherwise guess: heads and the image normalization */
+  json_t *bc = json_object_get(cfg, "bm_cfg");
+  if (!json_is_object(bc)) json_object_set_new(cfg, "bm_cfg", bc = json_object());
+  json_object_set_new(bc, "vision_heads", json_integer(vt->v.heads));
+  if (!json_is_object(json_object_get(cfg, "preprocess_cfg")))
+    json_object_set_new(cfg, "preprocess_cfg", json_pack("{s[fff]s[fff]}", "mean", (double)m->mean[0], (double)m->mean[1],
+                                                         (double)m->mean[2], "std", (double)m->std[0], (double)m->std[1],
+                                                         (double)m->std[2]));
+  bm_train_config(cfg, f->o, f->ds, f->ft.E, json_pack("[i]", f->ft.E), &f->ft.opt, st); /* the head reads img_emb [E] */
+  char *text = bm_train_config_text(cfg);
+  json_decref(cfg);
+  int nmom = opt ? 2 * opt->nparams : 0;
+  bm_weight *w = bm_xcalloc((size_t)m->ws.n + 3 + (size_t)nmom, sizeof *w);
+  char **mnames = bm_xcalloc((size_t)nmom + 1, sizeof *mnames);
+  int nw = 0;
+  for (int i = 0; i < m->ws.n; i++) {
+    const bm_weight *src = &m->ws.w[i];
+    if (!strncmp(src->name, "head.", 5) || !strncmp(src->name, "optim.", 6) || !strncmp(src->name, "loss.", 5))
+      continue; /* an earlier run's head: ours replaces it */
+    w[nw] = *src;
+    for (int k = 0; k < vt->nt; k++)
+      if (!strcmp(vt->t[k].name, src->name)) {
+        w[nw].dtype = BM_W_F32;
+        w[nw].data = vt->p + vt->t[k].off;
+        w[nw].nbytes = vt->t[k].n * sizeof(float);
+        break;
+      }
+    nw++;
+  }
+  int64_t C = f->ft.C, E = f->ft.E;
+  w[nw++] = (bm_weight){"head.weight", BM_W_F32, 2, {C, E}, C * E, f->ft.W, (size_t)(C * E) * sizeof(float)};
+  w[nw++] = (bm_weight){"head.bias", BM_W_F32, 1, {C}, C, f->ft.b, (size_t)C * sizeof(float)};
+  if (t->pw) w[nw++] = (bm_weight){"loss.pos_weight", BM_W_F32, 1, {C}, C, (float *)t->pw, (size_t)C * sizeof(float)};
+  for (int i = 0; i < nmom; i++) { /* optim.m.NAME, optim.v.NAME flat [n] */
+    const bm_adamw_param *q = &opt->params[i / 2];
+    size_t len = strlen(q->name) + 16;
+    mnames[i] = bm_xmalloc(len);
+    snprintf(mnames[i], len, "optim.%c.%s", i % 2 ? 'v' : 'm', q->name);
+    w[nw++] = (bm_weight){mnames[i], BM_W_F32, 1, {(int64_t)q->n}, (int64_t)q->n, i % 2 ? q->v : q->m,
+                          q->n * sizeof(float)};
+  }
+  const char *keys[2] = {BM_ST_CONFIG, BM_ST_VOCAB}, *vals[2] = {text, m->ws.vocab};
+  char err[512];
+  if (bm_safetensors_write(path, w, nw, keys, vals, m->ws.vocab ? 2 : 1, err, sizeof err)) bm_die("%s", err);
+  for (int i = 0; i < nmom; i++) free(mnames[i]);
+  free(mnames);
+  free(w);
+  free(text);
+}
+
+static void finetune_free(bm_train_task *t) {
+  finetune *f = t->self;
+  bm_recslot_free(&f->slot);
+  bm_ft_free(&f->ft);
+  free(f->X), free(f->Y);
+  free(f);
+}
+
+void bm_task_finetune(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
+                      const float *pw, const bm_linhead *ck) {
+  finetune *f = bm_xcalloc(1, sizeof *f);
+  f->o = o, f->ds = ds, f->model = model;
+  int C = ds->C, E = model->vit.embed_dim;
+  size_t CE = (size_t)C * (size_t)E, B = (size_t)o->batch;
+  /* torch's nn.Linear start: uniform in +-1/sqrt(E), seeded */
+  float *W = bm_xmalloc(CE * sizeof(float)), *b = bm_xmalloc((size_t)C * sizeof(float));
+  bm_rng r;
+  bm_rng_seed(&r, bm_sub_seed((uint64_t)o->seed, BM_HEAD_TAG));
+  float a = 1.0f / sqrtf((float)E);
+  for (size_t i = 0; i < CE; i++) W[i] = a * (float)(2 * bm_rng_uniform(&r) - 1);
+  for (int k = 0; k < C; k++) b[k] = a * (float)(2 * bm_rng_uniform(&r) - 1);
+  if (o->init) bm_train_init_head(o->init, C, E, W, b);
+  bm_ft_init(&f->ft, &model->vit, o->unlock > INT_MAX ? -1 : (int)o->unlock, o->freeze, C, ds->multilabel, pw, W, b,
+             o->lr_enc, o->lr_head, o->wd);
+  free(W), free(b);
+  if (ck) { /* the width was checked against the tower (resume_fits) */
+    memcpy(f->ft.W, ck->W, sizeof(float) * CE);
+    memcpy(f->ft.b, ck->b, sizeof(float) * (size_t)C);
+  }
+  f->ft.dropout = (float)o->dropout, f->ft.drop_seed = bm_sub_seed((uint64_t)o->seed, BM_DROP_TAG);
+  f->X = bm_xmalloc(bm_mul_size(B * (size_t)ds->D, sizeof(float)));
+  f->Y = bm_xmalloc(bm_mul_size(B * (size_t)C, sizeof(float)));
+  bm_recslot_init(&f->slot);
+  *t = (bm_train_task){.self = f, .opt = &f->ft.opt, .log_lr = o->lr_head, .grad = finetune_grad,
+                 .logits = finetune_logits, .save = finetune_save, .free = finetune_free, .C = C,
+                 .multilabel = ds->multilabel, .pw = pw};
+}

@@ -1,0 +1,53 @@
+/* train_loop.h - bm-train's epoch loop, behind a "task": what one mode
+ * trains. The loop owns the schedule (cosine with warm-up), gradient
+ * accumulation (--accum), clipping, the JSON-lines log, the progress line,
+ * validation and the best-epoch selection, early stopping, and the two
+ * checkpoints of every epoch end (OUT: the best; OUT.last: the last, with
+ * the optimizer's moments, for --resume). A task owns its parameters
+ * (registered in an AdamW, adamw.h), its forward and backward, and what it
+ * writes in a checkpoint. A new mode is a new task (task_*.c). */
+#ifndef BM_TRAIN_LOOP_H
+#define BM_TRAIN_LOOP_H
+#include <stdint.h>
+#include "adamw.h"
+#include "recfile.h"
+#include "train_ckpt.h"
+#include "train_data.h"
+#include "train_opts.h"
+
+typedef struct bm_train_task bm_train_task;
+struct bm_train_task {
+  void *self;      /* the mode's state */
+  bm_adamw *opt;   /* every tensor that trains, with its gradient */
+  double log_lr;   /* the "lr" of the log at schedule factor 1 */
+  /* Forward and backward on training records idx[0..B-1] of epoch e
+   * (0-based); micro numbers the batch in the run (e * batches an epoch +
+   * its place), to seed its dropout masks whatever the threads, the
+   * grouping or a resume. Returns the batch's mean loss (not finite: the
+   * loop stops the run) with its gradient in opt's params, overwritten. */
+  double (*grad)(bm_train_task *t, const long *idx, int B, long e, uint64_t micro);
+  /* Classification: the logits [B,C] of records idx[0..B-1] of vs with the
+   * inference forward (no dropout, no augmentation). */
+  void (*logits)(bm_train_task *t, const bm_trainset *vs, const long *idx, int B, float *logits);
+  /* Validation of the whole of vs: NULL for the classification one (the
+   * mean loss on logits and bm-score's figures, bm_train_evaluate). */
+  bm_val_result (*evaluate)(bm_train_task *t, const bm_trainset *vs, int batch);
+  /* Writes a checkpoint at path; moments: with the optimizer's moments. */
+  void (*save)(bm_train_task *t, const char *path, int moments, const bm_train_state *st);
+  void (*free)(bm_train_task *t);
+  /* classification: the loss of the logits (softmax cross-entropy or BCE) */
+  int C, multilabel;
+  const float *pw; /* [C] BCE positive weights or NULL */
+};
+
+/* The mean loss of logits [B,C] against Y [B,C]; dlogits may be NULL. */
+double bm_task_loss(const bm_train_task *t, const float *logits, const float *Y, int B, float *dlogits);
+/* The loss and bm-score's figures of t's logits on the whole of vs. */
+bm_val_result bm_train_evaluate(bm_train_task *t, const bm_trainset *vs, int batch);
+
+/* Trains t on records idx[0..m-1] of ds from st (a resumed run's counters,
+ * or zeros with best = NAN) to o->epochs (or --stop-after), validating on
+ * vs (NULL: none) at each epoch end, writing OUT and lastp. */
+void bm_train_run(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const long *idx, long m,
+                  const bm_trainset *vs, bm_train_state *st, const char *lastp);
+#endif

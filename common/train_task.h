@@ -1,0 +1,20 @@
+/* train_task.h - the tasks (train_loop.h) of bm-train's modes. Each fills
+ * t with its state, its parameters registered in an AdamW with o's betas,
+ * and its callbacks. ds: the training set (kept, not owned); pw: [C] BCE
+ * positive weights or NULL (kept, not owned); ck: the checkpoint a resumed
+ * run goes on from (its head's tensors are copied) or NULL; --init o->init
+ * starts the head from a file. */
+#ifndef BM_TRAIN_TASK_H
+#define BM_TRAIN_TASK_H
+#include "model.h"
+#include "train_loop.h"
+
+/* linear: head.weight [C,D] and head.bias [C] on the records' features;
+ * starts from zeros */
+void bm_task_linear(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const float *pw,
+                    const bm_linhead *ck);
+/* finetune: model's image tower and a head end to end (finetune.h); the
+ * head starts as torch's nn.Linear, seeded */
+void bm_task_finetune(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
+                      const float *pw, const bm_linhead *ck);
+#endif
