@@ -77,6 +77,7 @@ TORCH_PY ?= python3
 fixtures: fixtures-model
 	$(TORCH_PY) tests/ref/make_optim_fixture.py tests/fixtures/optim.bmr
 	$(TORCH_PY) tests/ref/make_backward_fixture.py tests/fixtures/backward.bmr
+	$(TORCH_PY) tests/ref/make_fusion_fixture.py tests/fixtures/fusion.bmr
 	$(TORCH_PY) tests/ref/make_linear_fixture.py tests/fixtures/linear
 	$(TORCH_PY) tests/ref/make_finetune_fixture.py tests/fixtures/finetune.bmr
 	$(TORCH_PY) tests/ref/make_loader_fixtures.py
