@@ -178,8 +178,9 @@ def case(combine, seed):
     return rec
 
 
-recs = [case("concat", 11), case("mean", 12)]
-with open(sys.argv[1], "wb") as f:
-    rr.write(f, {"version": 1, "task": "reference", "producer": "tests/ref/make_fusion_fixture.py",
-                 "torch": torch.__version__}, recs)
-print(f"wrote {len(recs)} cases to {sys.argv[1]}")
+if __name__ == "__main__":  # tests/bench/fusion_bench.py imports the module
+    recs = [case("concat", 11), case("mean", 12)]
+    with open(sys.argv[1], "wb") as f:
+        rr.write(f, {"version": 1, "task": "reference", "producer": "tests/ref/make_fusion_fixture.py",
+                     "torch": torch.__version__}, recs)
+    print(f"wrote {len(recs)} cases to {sys.argv[1]}")
