@@ -27,6 +27,23 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 LIBBM      := $(BUILD)/libbm.a
 
+# CUDA: where nvcc exists (PATH, or /usr/local/cuda/bin; NVCC= overrides,
+# NVCC= with nothing builds without CUDA) common/cuda/*.cu join libbm and the
+# C files see BM_HAVE_CUDA; otherwise common/cuda_stub.c answers every call
+# with "built without CUDA". The libraries are found at run time by ldconfig
+# (the CUDA installer registers /usr/local/cuda/lib64), so no rpath.
+NVCC ?= $(shell command -v nvcc 2>/dev/null || { [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda/bin/nvcc; })
+CUDA_SRC   := $(wildcard common/cuda/*.cu)
+ifneq ($(strip $(NVCC)),)
+CUDA_HOME  ?= $(patsubst %/bin/,%,$(dir $(realpath $(NVCC))))
+CUDA_ARCH  ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+              -gencode arch=compute_90,code=compute_90
+NVCCFLAGS  ?= -O3 -std=c++17 $(CUDA_ARCH) -lineinfo -Xcompiler -fPIC,-Wall,-Wextra
+CUDA_OBJ   := $(CUDA_SRC:%.cu=$(BUILD)/%.o)
+CFLAGS_ALL += -DBM_HAVE_CUDA -I$(CUDA_HOME)/include
+LDLIBS_ALL += -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+endif
+
 .PHONY: all deps deps-check test test-asan demo bench clean fixtures fuzz fixtures-model parity-full
 all: $(PROGRAMS) $(UNIT_BIN)
 
@@ -34,7 +51,11 @@ $(BUILD)/%.o: %.c | deps-check
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(LIBBM): $(COMMON_OBJ)
+$(BUILD)/%.o: %.cu $(wildcard common/cuda/*.h common/cuda/*.cuh common/*.h) | deps-check
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -Icommon -c $< -o $@
+
+$(LIBBM): $(COMMON_OBJ) $(CUDA_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
