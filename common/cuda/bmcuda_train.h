@@ -28,6 +28,7 @@ extern "C" {
 #endif
 
 #include "bmcuda.h"
+#include "finetune.h"
 
 /* prec: bm_prec's values (bmcuda.h) */
 enum { BMCT_FP32 = BM_PREC_FP32, BMCT_BF16 = BM_PREC_BF16, BMCT_FP16 = BM_PREC_FP16 };
@@ -45,6 +46,8 @@ void bmct_upload(bmct_ctx *c, void *dst, const void *src, size_t bytes);
 void bmct_download(bmct_ctx *c, void *dst, const void *src, size_t bytes); /* synchronizes */
 void bmct_upload_as(bmct_ctx *c, void *dst, int prec, const float *src, size_t n);
 void bmct_download_as(bmct_ctx *c, float *dst, const void *src, int prec, size_t n);
+/* dst[n] (prec) = src[n] (fp32, device), rounded to nearest even. */
+void bmct_cast_f32(bmct_ctx *c, void *dst, int prec, const float *src, size_t n);
 /* Fills n elements of prec with NaN (poison before a run). */
 void bmct_poison(bmct_ctx *c, void *p, int prec, size_t n);
 
@@ -144,11 +147,10 @@ void bmct_scale(bmct_ctx *c, float *g, size_t n, float s);
  * The GPU copy starts from f's parameters, moments, optimizer step, groups
  * (lr, weight decay, betas, eps), unlock/frozen choice, pos_weight, dropout
  * and its seed; f is not used afterwards until download. */
-struct bm_ft; /* finetune.h */
 typedef struct bm_cuda_ft bm_cuda_ft;
 
 /* cu: an open device (bm_cuda_open); it must outlive the returned state. */
-bm_cuda_ft *bm_cuda_ft_init(const struct bm_ft *f, bm_cuda *cu, int prec);
+bm_cuda_ft *bm_cuda_ft_init(const bm_ft *f, bm_cuda *cu, int prec);
 void bm_cuda_ft_free(bm_cuda_ft *g);
 /* Zeroes the gradients, forward + backward of img[B,3,S,S] (normalized,
  * host) with targets Y[B,C] (host); returns the mean loss. drop_step is
@@ -169,9 +171,9 @@ void bm_cuda_ft_last_logits(bm_cuda_ft *g, float *logits, int B);
 void bm_cuda_ft_logits(bm_cuda_ft *g, const float *img, int B, float *logits);
 /* Parameters, AdamW moments and step count back into f (the CPU checkpoint
  * code then saves them), synchronously. */
-void bm_cuda_ft_download(bm_cuda_ft *g, struct bm_ft *f);
+void bm_cuda_ft_download(bm_cuda_ft *g, bm_ft *f);
 /* The current gradients into f's gradient buffers (tests, CPU accumulation). */
-void bm_cuda_ft_download_grads(bm_cuda_ft *g, struct bm_ft *f);
+void bm_cuda_ft_download_grads(bm_cuda_ft *g, bm_ft *f);
 float bm_cuda_ft_loss_scale(const bm_cuda_ft *g);
 
 #ifdef __cplusplus

@@ -46,6 +46,12 @@ template <typename D, typename S> __global__ void k_cast(D *d, const S *s, size_
   if (i < n) d[i] = st<D>(ld(s[i]));
 }
 
+extern "C" void bmct_cast_f32(bmct_ctx *c, void *dst, int prec, const float *src, size_t n) {
+  if (n == 0) return;
+  BMCT_DISPATCH(prec, T, k_cast<T, float><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dst, src, n));
+  CKL("cast");
+}
+
 extern "C" void bmct_upload_as(bmct_ctx *c, void *dst, int prec, const float *src, size_t n) {
   if (prec == BMCT_FP32) return bmct_upload(c, dst, src, n * 4);
   float *tmp = (float *)bm_cuda_malloc(n * 4, "a conversion buffer");
