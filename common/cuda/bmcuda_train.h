@@ -39,6 +39,7 @@ typedef struct bmct_ctx bmct_ctx;
 bmct_ctx *bmct_ctx_new(bm_cuda *cu);
 void bmct_ctx_free(bmct_ctx *c);
 void bmct_sync(bmct_ctx *c);
+bm_cuda *bmct_ctx_cuda(bmct_ctx *c);
 
 /* Copies on the compute stream that return when done. upload_as/download_as
  * convert float <-> prec elements (round to nearest even) on the device. */
@@ -172,7 +173,8 @@ void bm_cuda_ft_logits(bm_cuda_ft *g, const float *img, int B, float *logits);
 /* Parameters, AdamW moments and step count back into f (the CPU checkpoint
  * code then saves them), synchronously. */
 void bm_cuda_ft_download(bm_cuda_ft *g, bm_ft *f);
-/* The current gradients into f's gradient buffers (tests, CPU accumulation). */
+/* The current gradients into f's gradient buffers (tests, CPU accumulation),
+ * divided by the fp16 loss scale. */
 void bm_cuda_ft_download_grads(bm_cuda_ft *g, bm_ft *f);
 float bm_cuda_ft_loss_scale(const bm_cuda_ft *g);
 

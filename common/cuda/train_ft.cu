@@ -344,6 +344,12 @@ extern "C" void bm_cuda_ft_download_grads(bm_cuda_ft *g, bm_ft *f) {
   if (f->vt.g) bmct_download(c, f->vt.g, g->Gr, (g->np - g->goff) * 4);
   bmct_download(c, f->gW, g->Gr + (g->np - g->goff), CE * 4);
   bmct_download(c, f->gb, g->Gr + (g->np - g->goff) + CE, (size_t)g->C * 4);
+  if (g->scale != 1.0f) {
+    float s = 1.0f / g->scale;
+    for (size_t i = 0; f->vt.g && i < g->np - g->goff; i++) f->vt.g[i] *= s;
+    for (size_t i = 0; i < CE; i++) f->gW[i] *= s;
+    for (int i = 0; i < g->C; i++) f->gb[i] *= s;
+  }
 }
 
 extern "C" float bm_cuda_ft_loss_scale(const bm_cuda_ft *g) { return g->scale; }

@@ -31,6 +31,7 @@ extern "C" void bmct_ctx_free(bmct_ctx *c) {
 }
 
 extern "C" void bmct_sync(bmct_ctx *c) { CK(cudaStreamSynchronize(c->st)); }
+extern "C" bm_cuda *bmct_ctx_cuda(bmct_ctx *c) { return c->cu; }
 
 extern "C" void bmct_upload(bmct_ctx *c, void *dst, const void *src, size_t bytes) {
   CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->st));
