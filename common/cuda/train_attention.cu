@@ -40,14 +40,14 @@ static attn_scratch carve(void *scratch, int prec, int B, int T, int C, int head
 }
 
 /* [B*T, ld] rows, head h's hd columns at col0 + h*hd  <->  [B*H, T, hd] */
-template <typename T> __global__ void k_gather(T *dst, const T *src, int B, int Tn, int H, int hd, int ld, int col0) {
+template <typename T> __global__ void ctk_gather(T *dst, const T *src, int B, int Tn, int H, int hd, int ld, int col0) {
   size_t n = (size_t)B * H * Tn * hd, i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i >= n) return;
   int d = (int)(i % hd), t = (int)(i / hd % Tn), h = (int)(i / ((size_t)hd * Tn) % H);
   size_t b = i / ((size_t)hd * Tn * H);
   dst[i] = src[(b * Tn + t) * ld + col0 + h * hd + d];
 }
-template <typename T> __global__ void k_scatter(T *dst, const T *src, int B, int Tn, int H, int hd, int ld, int col0) {
+template <typename T> __global__ void ctk_scatter(T *dst, const T *src, int B, int Tn, int H, int hd, int ld, int col0) {
   size_t n = (size_t)B * H * Tn * hd, i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i >= n) return;
   int d = (int)(i % hd), t = (int)(i / hd % Tn), h = (int)(i / ((size_t)hd * Tn) % H);
@@ -57,12 +57,12 @@ template <typename T> __global__ void k_scatter(T *dst, const T *src, int B, int
 
 template <typename T> static void gather(bmct_ctx *c, void *dst, const void *src, int B, int Tn, int H, int hd, int ld, int col0) {
   size_t n = (size_t)B * H * Tn * hd;
-  k_gather<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dst, (const T *)src, B, Tn, H, hd, ld, col0);
+  ctk_gather<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dst, (const T *)src, B, Tn, H, hd, ld, col0);
   CKL("attention gather");
 }
 template <typename T> static void scatter(bmct_ctx *c, void *dst, const void *src, int B, int Tn, int H, int hd, int ld, int col0) {
   size_t n = (size_t)B * H * Tn * hd;
-  k_scatter<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dst, (const T *)src, B, Tn, H, hd, ld, col0);
+  ctk_scatter<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dst, (const T *)src, B, Tn, H, hd, ld, col0);
   CKL("attention scatter");
 }
 
@@ -76,7 +76,7 @@ __device__ __forceinline__ float wmax(float v) {
 }
 
 /* P[row] = softmax(S[row]), one warp a row */
-template <typename T> __global__ void k_softmax(T *P, const float *S, int rows, int n) {
+template <typename T> __global__ void ctk_softmax(T *P, const float *S, int rows, int n) {
   int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= rows) return;
   const float *s = S + (size_t)row * n;
@@ -90,7 +90,7 @@ template <typename T> __global__ void k_softmax(T *P, const float *S, int rows, 
 }
 
 /* dS[row] = P * (dP - sum(P * dP)), dP fp32 */
-template <typename T> __global__ void k_softmax_bwd(T *dS, const float *dP, const T *P, int rows, int n) {
+template <typename T> __global__ void ctk_softmax_bwd(T *dS, const float *dP, const T *P, int rows, int n) {
   int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= rows) return;
   size_t o = (size_t)row * n;
@@ -111,7 +111,7 @@ static void fwd(bmct_ctx *c, int prec, void *out, void *P, const void *qkv, int 
   long long sq = (long long)Tn * hd, sp = (long long)Tn * Tn;
   /* S = scale q k^T (fp32) */
   bmct_gemm(c, prec, 1, 0, 1, Tn, Tn, hd, scale, s.q, hd, sq, s.k, hd, sq, 0.0f, s.S, Tn, sp, BH);
-  k_softmax<T><<<nblocks((size_t)BH * Tn, 8), 256, 0, c->st>>>((T *)P, s.S, BH * Tn, Tn);
+  ctk_softmax<T><<<nblocks((size_t)BH * Tn, 8), 256, 0, c->st>>>((T *)P, s.S, BH * Tn, Tn);
   CKL("attention softmax");
   /* o = P v */
   bmct_gemm(c, prec, 0, 0, 0, Tn, hd, Tn, 1.0f, P, Tn, sp, s.v, hd, sq, 0.0f, s.o, hd, sq, BH);
@@ -133,7 +133,7 @@ static void bwd(bmct_ctx *c, int prec, void *dqkv, const void *dout, const void 
   bmct_gemm(c, prec, 1, 0, 1, Tn, Tn, hd, 1.0f, s.o, hd, sq, s.v, hd, sq, 0.0f, s.S, Tn, sp, BH);
   /* dv = P^T dO */
   bmct_gemm(c, prec, 0, 1, 0, Tn, hd, Tn, 1.0f, P, Tn, sp, s.o, hd, sq, 0.0f, s.dv, hd, sq, BH);
-  k_softmax_bwd<T><<<nblocks((size_t)BH * Tn, 8), 256, 0, c->st>>>((T *)s.dS, s.S, (const T *)P, BH * Tn, Tn);
+  ctk_softmax_bwd<T><<<nblocks((size_t)BH * Tn, 8), 256, 0, c->st>>>((T *)s.dS, s.S, (const T *)P, BH * Tn, Tn);
   CKL("attention softmax backward");
   /* scores were scale q k^T: dq = scale dS k, dk = scale dS^T q */
   bmct_gemm(c, prec, 0, 0, 0, Tn, hd, Tn, scale, s.dS, Tn, sp, s.k, hd, sq, 0.0f, s.dq, hd, sq, BH);

@@ -42,14 +42,14 @@ extern "C" void bmct_download(bmct_ctx *c, void *dst, const void *src, size_t by
   CK(cudaStreamSynchronize(c->st));
 }
 
-template <typename D, typename S> __global__ void k_cast(D *d, const S *s, size_t n) {
+template <typename D, typename S> __global__ void ctk_cast(D *d, const S *s, size_t n) {
   size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i < n) d[i] = st<D>(ld(s[i]));
 }
 
 extern "C" void bmct_cast_f32(bmct_ctx *c, void *dst, int prec, const float *src, size_t n) {
   if (n == 0) return;
-  BMCT_DISPATCH(prec, T, k_cast<T, float><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dst, src, n));
+  BMCT_DISPATCH(prec, T, ctk_cast<T, float><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dst, src, n));
   CKL("cast");
 }
 
@@ -57,7 +57,7 @@ extern "C" void bmct_upload_as(bmct_ctx *c, void *dst, int prec, const float *sr
   if (prec == BMCT_FP32) return bmct_upload(c, dst, src, n * 4);
   float *tmp = (float *)bm_cuda_malloc(n * 4, "a conversion buffer");
   bmct_upload(c, tmp, src, n * 4);
-  BMCT_DISPATCH(prec, T, k_cast<T, float><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dst, tmp, n));
+  BMCT_DISPATCH(prec, T, ctk_cast<T, float><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dst, tmp, n));
   CKL("cast");
   CK(cudaStreamSynchronize(c->st));
   bm_cuda_free(tmp);
@@ -66,18 +66,18 @@ extern "C" void bmct_upload_as(bmct_ctx *c, void *dst, int prec, const float *sr
 extern "C" void bmct_download_as(bmct_ctx *c, float *dst, const void *src, int prec, size_t n) {
   if (prec == BMCT_FP32) return bmct_download(c, dst, src, n * 4);
   float *tmp = (float *)bm_cuda_malloc(n * 4, "a conversion buffer");
-  BMCT_DISPATCH(prec, T, k_cast<float, T><<<nblocks(n, 256), 256, 0, c->st>>>(tmp, (const T *)src, n));
+  BMCT_DISPATCH(prec, T, ctk_cast<float, T><<<nblocks(n, 256), 256, 0, c->st>>>(tmp, (const T *)src, n));
   CKL("cast");
   bmct_download(c, dst, tmp, n * 4);
   bm_cuda_free(tmp);
 }
 
-template <typename T> __global__ void k_fill_nan(T *p, size_t n) {
+template <typename T> __global__ void ctk_fill_nan(T *p, size_t n) {
   size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i < n) p[i] = st<T>(__int_as_float(0x7fc00000));
 }
 extern "C" void bmct_poison(bmct_ctx *c, void *p, int prec, size_t n) {
-  BMCT_DISPATCH(prec, T, k_fill_nan<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)p, n));
+  BMCT_DISPATCH(prec, T, ctk_fill_nan<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)p, n));
   CKL("poison");
 }
 
@@ -103,7 +103,7 @@ extern "C" void bmct_gemm(bmct_ctx *c, int prec, int c_f32, int ta, int tb, int 
 
 /* part[r, col] = sum of rows [r*per, (r+1)*per) of column col, in double.
  * Block: 32 columns x 8 row lanes. f(i, col) gives the term. */
-template <typename F> __global__ void k_colsum_part(double *part, F f, int N, int C, int per) {
+template <typename F> __global__ void ctk_colsum_part(double *part, F f, int N, int C, int per) {
   __shared__ double s[8][33];
   int col = blockIdx.x * 32 + threadIdx.x, r0 = blockIdx.y * per;
   int r1 = min(N, r0 + per);
@@ -118,7 +118,7 @@ template <typename F> __global__ void k_colsum_part(double *part, F f, int N, in
     part[(size_t)blockIdx.y * C + col] = t;
   }
 }
-__global__ void k_colsum_finish(float *out, const double *part, int R, int C) {
+__global__ void ctk_colsum_finish(float *out, const double *part, int R, int C) {
   int col = blockIdx.x * blockDim.x + threadIdx.x;
   if (col >= C) return;
   double t = 0;
@@ -135,9 +135,9 @@ template <typename F> static void colsum(bmct_ctx *c, float *out, F f, int N, in
   R = (N + per - 1) / per;
   if (C > RED_COLS) bm_die("internal error: column sum of %d columns", C);
   dim3 grid(nblocks(C, 32), R), block(32, 8);
-  k_colsum_part<<<grid, block, 0, c->st>>>(c->red, f, N, C, per);
+  ctk_colsum_part<<<grid, block, 0, c->st>>>(c->red, f, N, C, per);
   CKL("colsum");
-  k_colsum_finish<<<nblocks(C, 256), 256, 0, c->st>>>(out, c->red, R, C);
+  ctk_colsum_finish<<<nblocks(C, 256), 256, 0, c->st>>>(out, c->red, R, C);
   CKL("colsum finish");
 }
 
@@ -167,7 +167,7 @@ extern "C" void bmct_linear_backward(bmct_ctx *c, int prec, void *dx, int dx_f32
 
 __device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
-template <typename T> __global__ void k_bias_gelu(T *pre, T *h, const float *b, size_t n, int C) {
+template <typename T> __global__ void ctk_bias_gelu(T *pre, T *h, const float *b, size_t n, int C) {
   size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i >= n) return;
   float x = ld(pre[i]) + (b ? b[i % C] : 0.0f);
@@ -177,11 +177,11 @@ template <typename T> __global__ void k_bias_gelu(T *pre, T *h, const float *b, 
 }
 extern "C" void bmct_bias_gelu(bmct_ctx *c, int prec, void *pre, void *h, const float *b, int N, int C) {
   size_t n = (size_t)N * C;
-  BMCT_DISPATCH(prec, T, k_bias_gelu<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)pre, (T *)h, b, n, C));
+  BMCT_DISPATCH(prec, T, ctk_bias_gelu<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)pre, (T *)h, b, n, C));
   CKL("bias_gelu");
 }
 
-template <typename T> __global__ void k_bias_add(T *y, const float *b, size_t n, int C) {
+template <typename T> __global__ void ctk_bias_add(T *y, const float *b, size_t n, int C) {
   size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i < n) y[i] = st<T>(ld(y[i]) + b[i % C]);
 }
@@ -189,11 +189,11 @@ extern "C" void bmct_bias_add(bmct_ctx *c, int prec, int y_f32, void *y, const f
   if (!b) return;
   size_t n = (size_t)N * C;
   if (y_f32) prec = BMCT_FP32;
-  BMCT_DISPATCH(prec, T, k_bias_add<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)y, b, n, C));
+  BMCT_DISPATCH(prec, T, ctk_bias_add<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)y, b, n, C));
   CKL("bias_add");
 }
 
-template <typename T> __global__ void k_gelu_bwd(T *dx, const T *dy, const T *pre, size_t n) {
+template <typename T> __global__ void ctk_gelu_bwd(T *dx, const T *dy, const T *pre, size_t n) {
   size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i >= n) return;
   float x = ld(pre[i]);
@@ -202,7 +202,7 @@ template <typename T> __global__ void k_gelu_bwd(T *dx, const T *dy, const T *pr
   dx[i] = st<T>(ld(dy[i]) * (cdf + x * pdf));
 }
 extern "C" void bmct_gelu_backward(bmct_ctx *c, int prec, void *dx, const void *dy, const void *pre, size_t n) {
-  BMCT_DISPATCH(prec, T, k_gelu_bwd<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dx, (const T *)dy, (const T *)pre, n));
+  BMCT_DISPATCH(prec, T, ctk_gelu_bwd<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dx, (const T *)dy, (const T *)pre, n));
   CKL("gelu_backward");
 }
 
@@ -221,7 +221,7 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-template <typename T> __global__ void k_ln_fwd(T *y, float *mean, float *rstd, const float *x, const float *g,
+template <typename T> __global__ void ctk_ln_fwd(T *y, float *mean, float *rstd, const float *x, const float *g,
                                                const float *b, int N, int C, float eps) {
   int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= N) return;
@@ -238,11 +238,11 @@ template <typename T> __global__ void k_ln_fwd(T *y, float *mean, float *rstd, c
 extern "C" void bmct_layernorm_fwd(bmct_ctx *c, int prec, int y_f32, void *y, float *mean, float *rstd,
                                    const float *x, const float *g, const float *b, int N, int C, float eps) {
   if (y_f32) prec = BMCT_FP32;
-  BMCT_DISPATCH(prec, T, k_ln_fwd<T><<<nblocks(N, 8), 256, 0, c->st>>>((T *)y, mean, rstd, x, g, b, N, C, eps));
+  BMCT_DISPATCH(prec, T, ctk_ln_fwd<T><<<nblocks(N, 8), 256, 0, c->st>>>((T *)y, mean, rstd, x, g, b, N, C, eps));
   CKL("layernorm_fwd");
 }
 
-__global__ void k_ln_bwd(float *dx, const float *dy, const float *x, const float *mean, const float *rstd,
+__global__ void ctk_ln_bwd(float *dx, const float *dy, const float *x, const float *mean, const float *rstd,
                          const float *g, int N, int C, int acc) {
   int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= N) return;
@@ -274,14 +274,14 @@ extern "C" void bmct_layernorm_backward(bmct_ctx *c, float *dx, float *dg, float
                                         const float *x, const float *mean, const float *rstd, const float *g,
                                         int N, int C, int accumulate) {
   if (dx) {
-    k_ln_bwd<<<nblocks(N, 8), 256, 0, c->st>>>(dx, dy, x, mean, rstd, g, N, C, accumulate);
+    ctk_ln_bwd<<<nblocks(N, 8), 256, 0, c->st>>>(dx, dy, x, mean, rstd, g, N, C, accumulate);
     CKL("layernorm_backward");
   }
   if (dg) colsum(c, dg, term_ln_g{dy, x, mean, rstd, C}, N, C);
   if (db) colsum(c, db, term_plain<float>{dy, C}, N, C);
 }
 
-template <typename T> __global__ void k_softmax_bwd(T *dx, const T *dy, const T *y, int N, int n) {
+template <typename T> __global__ void ctk_softmax_bwd(T *dx, const T *dy, const T *y, int N, int n) {
   int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= N) return;
   size_t o = (size_t)row * n;
@@ -291,11 +291,11 @@ template <typename T> __global__ void k_softmax_bwd(T *dx, const T *dy, const T 
   for (int j = lane; j < n; j += 32) dx[o + j] = st<T>(ld(y[o + j]) * (ld(dy[o + j]) - s));
 }
 extern "C" void bmct_softmax_backward(bmct_ctx *c, int prec, void *dx, const void *dy, const void *y, int N, int n) {
-  BMCT_DISPATCH(prec, T, k_softmax_bwd<T><<<nblocks(N, 8), 256, 0, c->st>>>((T *)dx, (const T *)dy, (const T *)y, N, n));
+  BMCT_DISPATCH(prec, T, ctk_softmax_bwd<T><<<nblocks(N, 8), 256, 0, c->st>>>((T *)dx, (const T *)dy, (const T *)y, N, n));
   CKL("softmax_backward");
 }
 
-__global__ void k_l2_fwd(float *y, const float *x, int N, int C) {
+__global__ void ctk_l2_fwd(float *y, const float *x, int N, int C) {
   int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= N) return;
   const float *xr = x + (size_t)row * C;
@@ -305,7 +305,7 @@ __global__ void k_l2_fwd(float *y, const float *x, int N, int C) {
   float d = nrm > 1e-12f ? nrm : 1e-12f;
   for (int j = lane; j < C; j += 32) y[(size_t)row * C + j] = xr[j] / d;
 }
-__global__ void k_l2_bwd(float *dx, const float *dy, const float *x, int N, int C) {
+__global__ void ctk_l2_bwd(float *dx, const float *dy, const float *x, int N, int C) {
   int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (row >= N) return;
   const float *xr = x + (size_t)row * C, *dyr = dy + (size_t)row * C;
@@ -323,17 +323,17 @@ __global__ void k_l2_bwd(float *dx, const float *dy, const float *x, int N, int 
   for (int j = lane; j < C; j += 32) dxr[j] = (float)((dyr[j] - xr[j] / nrm * yd) / nrm);
 }
 extern "C" void bmct_l2norm_fwd(bmct_ctx *c, float *y, const float *x, int N, int C) {
-  k_l2_fwd<<<nblocks(N, 8), 256, 0, c->st>>>(y, x, N, C);
+  ctk_l2_fwd<<<nblocks(N, 8), 256, 0, c->st>>>(y, x, N, C);
   CKL("l2norm_fwd");
 }
 extern "C" void bmct_l2norm_backward(bmct_ctx *c, float *dx, const float *dy, const float *x, int N, int C) {
-  k_l2_bwd<<<nblocks(N, 8), 256, 0, c->st>>>(dx, dy, x, N, C);
+  ctk_l2_bwd<<<nblocks(N, 8), 256, 0, c->st>>>(dx, dy, x, N, C);
   CKL("l2norm_backward");
 }
 
 /* ---- patch embedding, tokens ---- */
 
-template <typename T> __global__ void k_im2col(T *cols, const float *img, int B, int S, int P) {
+template <typename T> __global__ void ctk_im2col(T *cols, const float *img, int B, int S, int P) {
   int G = S / P, K = 3 * P * P;
   size_t n = (size_t)B * G * G * K, i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i >= n) return;
@@ -346,7 +346,7 @@ template <typename T> __global__ void k_im2col(T *cols, const float *img, int B,
 extern "C" void bmct_im2col(bmct_ctx *c, int prec, void *cols, const float *img, int B, int S, int P) {
   int G = S / P;
   size_t n = (size_t)B * G * G * 3 * P * P;
-  BMCT_DISPATCH(prec, T, k_im2col<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)cols, img, B, S, P));
+  BMCT_DISPATCH(prec, T, ctk_im2col<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)cols, img, B, S, P));
   CKL("im2col");
 }
 
@@ -356,7 +356,7 @@ extern "C" void bmct_patch_embed_backward(bmct_ctx *c, int prec, float *dW, floa
   bmct_linear_backward(c, prec, NULL, 0, dW, db, dpatch, cols, NULL, B * G * G, 3 * P * P, C, 0);
 }
 
-__global__ void k_tokens(float *x, const float *patches, const float *pb, const float *cls, const float *pos,
+__global__ void ctk_tokens(float *x, const float *patches, const float *pb, const float *cls, const float *pos,
                          int B, int GG, int W) {
   int T = GG + 1;
   size_t n = (size_t)B * T * W, i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
@@ -373,11 +373,11 @@ __global__ void k_tokens(float *x, const float *patches, const float *pb, const 
 extern "C" void bmct_vit_tokens(bmct_ctx *c, float *x, const float *patches, const float *pb, const float *cls,
                                 const float *pos, int B, int GG, int W) {
   size_t n = (size_t)B * (GG + 1) * W;
-  k_tokens<<<nblocks(n, 256), 256, 0, c->st>>>(x, patches, pb, cls, pos, B, GG, W);
+  ctk_tokens<<<nblocks(n, 256), 256, 0, c->st>>>(x, patches, pb, cls, pos, B, GG, W);
   CKL("vit_tokens");
 }
 
-template <typename T> __global__ void k_tokens_dpatch(T *dpatch, const float *dx, int B, int GG, int W) {
+template <typename T> __global__ void ctk_tokens_dpatch(T *dpatch, const float *dx, int B, int GG, int W) {
   size_t n = (size_t)B * GG * W, i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i >= n) return;
   int c = (int)(i % W);
@@ -385,7 +385,7 @@ template <typename T> __global__ void k_tokens_dpatch(T *dpatch, const float *dx
   dpatch[i] = st<T>(dx[(b * (GG + 1) + 1 + p) * W + c]);
 }
 /* one thread per (t, c): the sum over images in order */
-__global__ void k_tokens_dpos(float *dcls, float *dpos, const float *dx, int B, int GG, int W) {
+__global__ void ctk_tokens_dpos(float *dcls, float *dpos, const float *dx, int B, int GG, int W) {
   int T = GG + 1;
   size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i >= (size_t)T * W) return;
@@ -398,12 +398,12 @@ extern "C" void bmct_vit_tokens_backward(bmct_ctx *c, int prec, void *dpatch, fl
                                          const float *dx, int B, int GG, int W) {
   if (dpatch) {
     size_t n = (size_t)B * GG * W;
-    BMCT_DISPATCH(prec, T, k_tokens_dpatch<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dpatch, dx, B, GG, W));
+    BMCT_DISPATCH(prec, T, ctk_tokens_dpatch<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dpatch, dx, B, GG, W));
     CKL("tokens_backward");
   }
   if (dcls || dpos) {
     size_t n = (size_t)(GG + 1) * W;
-    k_tokens_dpos<<<nblocks(n, 256), 256, 0, c->st>>>(dcls, dpos, dx, B, GG, W);
+    ctk_tokens_dpos<<<nblocks(n, 256), 256, 0, c->st>>>(dcls, dpos, dx, B, GG, W);
     CKL("tokens_backward pos");
   }
 }
@@ -422,7 +422,7 @@ static uint64_t mix64_host(uint64_t z) {
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
 }
-__global__ void k_dropout(float *y, const float *x, size_t n, uint64_t key, uint32_t thresh, float scale) {
+__global__ void ctk_dropout(float *y, const float *x, size_t n, uint64_t key, uint32_t thresh, float scale) {
   size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i >= n) return;
   uint32_t u = (uint32_t)(mix64(key ^ (uint64_t)i) >> 40);
@@ -436,13 +436,13 @@ extern "C" void bmct_dropout(bmct_ctx *c, float *y, const float *x, size_t n, fl
   }
   uint64_t key = mix64_host(mix64_host(mix64_host(seed) ^ step) ^ site);
   uint32_t thresh = (uint32_t)((double)p * 16777216.0 + 0.5);
-  k_dropout<<<nblocks(n, 256), 256, 0, c->st>>>(y, x, n, key, thresh, 1.0f / (1.0f - p));
+  ctk_dropout<<<nblocks(n, 256), 256, 0, c->st>>>(y, x, n, key, thresh, 1.0f / (1.0f - p));
   CKL("dropout");
 }
 
 /* ---- losses: a thread per row, in double as loss.c ---- */
 
-__global__ void k_xent(double *rows, const float *logits, const float *target, int B, int C, float *dl,
+__global__ void ctk_xent(double *rows, const float *logits, const float *target, int B, int C, float *dl,
                        float scale) {
   int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= B) return;
@@ -457,7 +457,7 @@ __global__ void k_xent(double *rows, const float *logits, const float *target, i
   if (dl)
     for (int k = 0; k < C; k++) dl[(size_t)b * C + k] = (float)((exp(x[k] - logz) * ysum - y[k]) / B) * scale;
 }
-__global__ void k_bce(double *rows, const float *logits, const float *target, const float *pw, int B, int C,
+__global__ void ctk_bce(double *rows, const float *logits, const float *target, const float *pw, int B, int C,
                       float *dl, float scale) {
   int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= B) return;
@@ -478,8 +478,8 @@ __global__ void k_bce(double *rows, const float *logits, const float *target, co
 extern "C" double bmct_loss(bmct_ctx *c, int multilabel, const float *logits, const float *target,
                             const float *pos_weight, int B, int C, float *dlogits, float scale) {
   if (B > RED_ROWS * RED_COLS) bm_die("internal error: loss over %d rows", B);
-  if (multilabel) k_bce<<<nblocks(B, 128), 128, 0, c->st>>>(c->red, logits, target, pos_weight, B, C, dlogits, scale);
-  else k_xent<<<nblocks(B, 128), 128, 0, c->st>>>(c->red, logits, target, B, C, dlogits, scale);
+  if (multilabel) ctk_bce<<<nblocks(B, 128), 128, 0, c->st>>>(c->red, logits, target, pos_weight, B, C, dlogits, scale);
+  else ctk_xent<<<nblocks(B, 128), 128, 0, c->st>>>(c->red, logits, target, B, C, dlogits, scale);
   CKL("loss");
   double *h = (double *)bm_xmalloc(sizeof(double) * (size_t)B);
   bmct_download(c, h, c->red, sizeof(double) * (size_t)B);
@@ -491,7 +491,7 @@ extern "C" double bmct_loss(bmct_ctx *c, int multilabel, const float *logits, co
 
 /* ---- AdamW, norms ---- */
 
-template <typename T> __global__ void k_adamw(float *w, T *wc, const float *g, float *m, float *v, size_t n,
+template <typename T> __global__ void ctk_adamw(float *w, T *wc, const float *g, float *m, float *v, size_t n,
                                               double decay, double b1, double b2, float step_size,
                                               float sqrt_bc2, float eps, float gscale) {
   size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
@@ -512,14 +512,14 @@ extern "C" void bmct_adamw(bmct_ctx *c, float *w, void *wc, int prec, const floa
   double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step);
   float step_size = (float)(lr / bc1), sqrt_bc2 = (float)sqrt(bc2);
   if (!wc) prec = BMCT_FP32;
-  BMCT_DISPATCH(prec, T, k_adamw<T><<<nblocks(n, 256), 256, 0, c->st>>>(w, (T *)wc, g, m, v, n, 1 - lr * wd,
+  BMCT_DISPATCH(prec, T, ctk_adamw<T><<<nblocks(n, 256), 256, 0, c->st>>>(w, (T *)wc, g, m, v, n, 1 - lr * wd,
                                                                          beta1, beta2, step_size, sqrt_bc2,
                                                                          (float)eps, gscale));
   CKL("adamw");
 }
 
 /* part[block] = sum of squares of the block's grid-stride slice */
-__global__ void k_sumsq(double *part, const float *g, size_t n) {
+__global__ void ctk_sumsq(double *part, const float *g, size_t n) {
   __shared__ double s[8];
   double a = 0;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
@@ -535,7 +535,7 @@ __global__ void k_sumsq(double *part, const float *g, size_t n) {
 }
 extern "C" double bmct_sumsq(bmct_ctx *c, const float *g, size_t n) {
   int nb = 1024;
-  k_sumsq<<<nb, 256, 0, c->st>>>(c->red, g, n);
+  ctk_sumsq<<<nb, 256, 0, c->st>>>(c->red, g, n);
   CKL("sumsq");
   bmct_download(c, c->hred, c->red, sizeof(double) * (size_t)nb);
   double t = 0;
@@ -543,12 +543,12 @@ extern "C" double bmct_sumsq(bmct_ctx *c, const float *g, size_t n) {
   return t;
 }
 
-__global__ void k_scale(float *g, size_t n, float s) {
+__global__ void ctk_scale(float *g, size_t n, float s) {
   size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i < n) g[i] *= s;
 }
 extern "C" void bmct_scale(bmct_ctx *c, float *g, size_t n, float s) {
   if (n == 0) return;
-  k_scale<<<nblocks(n, 256), 256, 0, c->st>>>(g, n, s);
+  ctk_scale<<<nblocks(n, 256), 256, 0, c->st>>>(g, n, s);
   CKL("scale");
 }
