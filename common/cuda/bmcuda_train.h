@@ -164,7 +164,7 @@ double bm_cuda_ft_grad(bm_cuda_ft *g, const float *img, const float *Y, int B, u
  * lr_scale, refreshing the compute-type weight copies. *norm (may be NULL)
  * gets the gradient norm before clipping. Returns 1 when the step was taken;
  * 0 when fp16 found inf/NaN gradients (no update, loss scale halved; the
- * scale doubles after 2000 good steps). */
+ * scale, 1024 at first, doubles after 2000 good steps). */
 int bm_cuda_ft_step(bm_cuda_ft *g, double lr_scale, double max_norm, double *norm);
 /* The logits of the last bm_cuda_ft_grad ([B,C], host). */
 void bm_cuda_ft_last_logits(bm_cuda_ft *g, float *logits, int B);

@@ -121,7 +121,7 @@ extern "C" bm_cuda_ft *bm_cuda_ft_init(const bm_ft *f, bm_cuda *cu, int prec) {
     bmct_upload(c, g->pw, f->pw, (size_t)f->C * 4);
   }
   g->dropout = f->dropout, g->seed = f->drop_seed;
-  g->scale = prec == BMCT_FP16 ? 65536.0f : 1.0f;
+  g->scale = prec == BMCT_FP16 ? 1024.0f : 1.0f; /* torch starts at 65536 and skips steps down to what fits; 1024 rarely overflows */
   bmct_sync(c);
   return g;
 }
