@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bmcuda_fwd.h"
 #include "cuda_int.cuh"
 
 extern "C" {
@@ -178,25 +179,6 @@ float bm_cuda_event_ms(bm_cuda_event *from, bm_cuda_event *to) {
 
 } /* extern "C" */
 
-template <typename T> __global__ void k_convert(T *dst, const float *src, size_t n) {
-  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) bm_st(dst, i, src[i]);
-}
-template <typename T> static void convert(bm_cuda *c, void *dst, const float *src, size_t n) {
-  k_convert<T><<<bm_blocks(n, 256), 256, 0, bm_cs(c)>>>((T *)dst, src, n);
-  CU_LAUNCH("k_convert");
-}
-
-template <typename T> __global__ void k_bias(T *y, const float *b, size_t n, int out) {
-  size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) bm_st(y, i, bm_ld(y, i) + b[i % out]);
-}
-template <typename T> static void add_bias(bm_cuda *c, void *y, const float *b, int N, int out) {
-  size_t n = (size_t)N * out;
-  k_bias<T><<<bm_blocks(n, 256), 256, 0, bm_cs(c)>>>((T *)y, b, n, out);
-  CU_LAUNCH("k_bias");
-}
-
 static cudaDataType_t cu_type(bm_prec t) {
   return t == BM_PREC_FP32 ? CUDA_R_32F : t == BM_PREC_BF16 ? CUDA_R_16BF : CUDA_R_16F;
 }
@@ -210,7 +192,7 @@ void *bm_cuda_upload(bm_cuda *c, const float *src, size_t n, bm_prec t, const ch
   } else {
     float *tmp = (float *)bm_cuda_malloc(n * 4, what);
     CU(cudaMemcpyAsync(tmp, src, n * 4, cudaMemcpyHostToDevice, bm_cs(c)));
-    BM_DISPATCH(t, convert, c, d, tmp, n);
+    bm_cuda_convert(c, d, t, tmp, n);
     CU(cudaStreamSynchronize(bm_cs(c)));
     bm_cuda_free(tmp);
   }
@@ -228,7 +210,7 @@ void bm_cuda_gemm(bm_cuda *c, void *Y, bm_prec yt, const void *X, const void *W,
   CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, N, in, &alpha, W, cu_type(ab), in,
                       X, cu_type(ab), in, &beta, Y, cu_type(yt), out, CUBLAS_COMPUTE_32F,
                       CUBLAS_GEMM_DEFAULT));
-  if (bias) BM_DISPATCH(yt, add_bias, c, Y, bias, N, out);
+  if (bias) bm_cuda_add_bias(c, Y, yt, bias, N, out);
 }
 
 /* Row-major C[M,N] = A[M,K] op(B) is column-major C^T[N,M] = op(B)^T A^T. */

@@ -8,6 +8,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <stdlib.h>
 
 #include "bmcuda.h"
 
@@ -61,5 +62,48 @@ __device__ __forceinline__ void bm_st(__half *p, size_t i, float v) { p[i] = __f
     default: bm_die("bmcuda: bad dtype %d at %s:%d", (int)(t), __FILE__, __LINE__); \
     }                                                                             \
   } while (0)
+
+/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every
+ * thread gets the total. sh holds 32 floats; callers that reduce twice in a
+ * row must __syncthreads() between the calls (done here at the start). */
+__device__ __forceinline__ float bm_block_sum(float v, float *sh) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
+  __syncthreads();
+  if (l == 0) sh[w] = v;
+  __syncthreads();
+  v = l < nw ? sh[l] : 0.0f;
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float bm_block_max(float v, float *sh) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  int w = threadIdx.x >> 5, l = threadIdx.x & 31, nw = blockDim.x >> 5;
+  __syncthreads();
+  if (l == 0) sh[w] = v;
+  __syncthreads();
+  v = l < nw ? sh[l] : -INFINITY;
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+/* The device buffers a tower owns, freed together. */
+struct bm_dev_list {
+  void **p;
+  int n, cap;
+};
+static inline void *bm_dev_keep(bm_dev_list *l, void *d) {
+  if (l->n == l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 64;
+    l->p = (void **)realloc(l->p, sizeof(void *) * (size_t)l->cap);
+    if (!l->p) bm_die("bmcuda: out of memory");
+  }
+  return l->p[l->n++] = d;
+}
+static inline void bm_dev_free_all(bm_dev_list *l) {
+  for (int i = 0; i < l->n; i++) bm_cuda_free(l->p[i]);
+  free(l->p);
+  l->p = NULL, l->n = l->cap = 0;
+}
 
 #endif
