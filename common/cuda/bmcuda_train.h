@@ -28,6 +28,7 @@ extern "C" {
 #endif
 
 #include "bmcuda.h"
+#include "bmcuda_fwd.h"
 #include "finetune.h"
 
 /* prec: bm_prec's values (bmcuda.h) */
@@ -47,8 +48,6 @@ void bmct_upload(bmct_ctx *c, void *dst, const void *src, size_t bytes);
 void bmct_download(bmct_ctx *c, void *dst, const void *src, size_t bytes); /* synchronizes */
 void bmct_upload_as(bmct_ctx *c, void *dst, int prec, const float *src, size_t n);
 void bmct_download_as(bmct_ctx *c, float *dst, const void *src, int prec, size_t n);
-/* dst[n] (prec) = src[n] (fp32, device), rounded to nearest even. */
-void bmct_cast_f32(bmct_ctx *c, void *dst, int prec, const float *src, size_t n);
 /* Fills n elements of prec with NaN (poison before a run). */
 void bmct_poison(bmct_ctx *c, void *p, int prec, size_t n);
 
@@ -70,8 +69,6 @@ void bmct_linear_backward(bmct_ctx *c, int prec, void *dx, int dx_f32, float *dW
 void bmct_colsum(bmct_ctx *c, int prec, float *db, const void *y, int N, int C);
 /* pre[N,C] (prec) += b (fp32, may be NULL), then h = GELU(pre) (erf form). */
 void bmct_bias_gelu(bmct_ctx *c, int prec, void *pre, void *h, const float *b, int N, int C);
-/* y[N,C] (prec, or fp32 when y_f32) += b[C] (fp32). */
-void bmct_bias_add(bmct_ctx *c, int prec, int y_f32, void *y, const float *b, int N, int C);
 /* dx = dy * GELU'(pre), all prec, n elements; dx may equal dy. */
 void bmct_gelu_backward(bmct_ctx *c, int prec, void *dx, const void *dy, const void *pre, size_t n);
 /* Training LayerNorm: x fp32 [N,C] -> y (prec, or fp32 when y_f32), mean, rstd [N]. */
@@ -99,15 +96,14 @@ void bmct_attention_fwd(bmct_ctx *c, int prec, void *out, void *P, const void *q
 void bmct_attention_backward(bmct_ctx *c, int prec, void *dqkv, const void *dout, const void *qkv,
                              const void *P, int B, int T, int C, int heads, void *scratch);
 
-/* Patch embedding as im2col + GEMM: cols[B*G*G, 3PP] (prec) from img[B,3,S,S]
- * fp32. Backward: dW[C,3PP] += dpatch^T cols, db[C] += column sums of dpatch. */
-void bmct_im2col(bmct_ctx *c, int prec, void *cols, const float *img, int B, int S, int P);
+/* The forward pieces that keep nothing (im2col, bias adds, conversions, ViT
+ * token assembly) are bmcuda_fwd.h's, on the same stream.
+ * Patch embedding backward, from the im2col matrix cols[B*G*G, 3PP] (prec)
+ * of bm_cuda_im2col: dW[C,3PP] += dpatch^T cols, db[C] += column sums of dpatch. */
 void bmct_patch_embed_backward(bmct_ctx *c, int prec, float *dW, float *db, const void *dpatch,
                                const void *cols, int B, int S, int P, int C);
-/* x[B*T,W] fp32: token 0 = cls + pos[0], token 1+p = (patches[b*GG+p] + pb) + pos[1+p]
- * (pb may be NULL); and its backward: dpatch (prec, written), dcls, dpos (+=). */
-void bmct_vit_tokens(bmct_ctx *c, float *x, const float *patches, const float *pb,
-                     const float *cls, const float *pos, int B, int GG, int W);
+/* Backward of bm_cuda_vit_tokens from dx[B*T,W] fp32: dpatch[B*GG,W] (prec,
+ * written), dcls[W] and dpos[T,W] (fp32 +=, may be NULL). */
 void bmct_vit_tokens_backward(bmct_ctx *c, int prec, void *dpatch, float *dcls, float *dpos,
                               const float *dx, int B, int GG, int W);
 

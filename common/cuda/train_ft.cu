@@ -88,7 +88,7 @@ extern "C" bm_cuda_ft *bm_cuda_ft_init(const bm_ft *f, bm_cuda *cu, int prec) {
   if (prec == BMCT_FP32) g->Pc = g->P;
   else {
     g->Pc = bm_cuda_malloc(g->np * g->e, "compute-type weights");
-    bmct_cast_f32(c, g->Pc, prec, g->P, g->np);
+    bm_cuda_convert(cu, g->Pc, (bm_prec)prec, g->P, g->np);
   }
   g->Gr = ff(g->ng, "gradients"), g->Mo = ff(g->ng, "AdamW m"), g->Vo = ff(g->ng, "AdamW v");
   CK(cudaMemsetAsync(g->Gr, 0, g->ng * 4, c->st));
@@ -193,17 +193,17 @@ static void block_fwd(bm_cuda_ft *g, int l, layer_acts *s, int B) {
   CK(cudaMemcpyAsync(s->x, g->x, (size_t)N * W * 4, cudaMemcpyDeviceToDevice, c->st));
   bmct_layernorm_fwd(c, p, 0, s->ln1, s->m1, s->r1, s->x, pm(g, k0 + B_LN1W), pm(g, k0 + B_LN1B), N, W, g->eps);
   bmct_gemm(c, p, 0, 0, 1, N, 3 * W, W, 1.0f, s->ln1, W, 0, wc(g, k0 + B_QKVW), W, 0, 0.0f, s->qkv, 3 * W, 0, 1);
-  bmct_bias_add(c, p, 0, s->qkv, pm(g, k0 + B_QKVB), N, 3 * W);
+  bm_cuda_add_bias(c->cu, s->qkv, (bm_prec)p, pm(g, k0 + B_QKVB), N, 3 * W);
   bmct_attention_fwd(c, p, s->att, s->P, s->qkv, B, g->T, W, g->H, g->ascratch);
   /* x += att Wp^T + bp: the GEMM adds into the fp32 stream (beta 1) */
   bmct_gemm(c, p, 1, 0, 1, N, W, W, 1.0f, s->att, W, 0, wc(g, k0 + B_PROJW), W, 0, 1.0f, g->x, W, 0, 1);
-  bmct_bias_add(c, p, 1, g->x, pm(g, k0 + B_PROJB), N, W);
+  bm_cuda_add_bias(c->cu, g->x, BM_PREC_FP32, pm(g, k0 + B_PROJB), N, W);
   CK(cudaMemcpyAsync(s->xm, g->x, (size_t)N * W * 4, cudaMemcpyDeviceToDevice, c->st));
   bmct_layernorm_fwd(c, p, 0, s->ln2, s->m2, s->r2, s->xm, pm(g, k0 + B_LN2W), pm(g, k0 + B_LN2B), N, W, g->eps);
   bmct_gemm(c, p, 0, 0, 1, N, M, W, 1.0f, s->ln2, W, 0, wc(g, k0 + B_FC1W), W, 0, 0.0f, s->pre, M, 0, 1);
   bmct_bias_gelu(c, p, s->pre, s->h, pm(g, k0 + B_FC1B), N, M);
   bmct_gemm(c, p, 1, 0, 1, N, W, M, 1.0f, s->h, M, 0, wc(g, k0 + B_FC2W), M, 0, 1.0f, g->x, W, 0, 1);
-  bmct_bias_add(c, p, 1, g->x, pm(g, k0 + B_FC2B), N, W);
+  bm_cuda_add_bias(c->cu, g->x, BM_PREC_FP32, pm(g, k0 + B_FC2B), N, W);
 }
 
 /* img (host) -> g->logits; the input the head read is returned */
@@ -213,9 +213,10 @@ static const float *forward(bm_cuda_ft *g, const float *img, int B, int train, u
   int T = g->T, W = g->W, E = g->E, C = g->C, p = g->prec, K = 3 * g->Pp * g->Pp, BG = B * g->GG;
   int n = PRE + g->D * B_NT;
   bmct_upload(c, g->img, img, (size_t)B * 3 * g->S * g->S * 4);
-  bmct_im2col(c, p, g->cols, g->img, B, g->S, g->Pp);
-  bmct_gemm(c, p, 1, 0, 1, BG, W, K, 1.0f, g->cols, K, 0, wc(g, 0), K, 0, 0.0f, g->patches, W, 0, 1);
-  bmct_vit_tokens(c, g->x, g->patches, pm(g, 1), pm(g, 2), pm(g, 3), B, g->GG, W);
+  /* patches = cols Wp^T + bp (fp32), x = tokens + pos */
+  bm_cuda_im2col(c->cu, g->cols, (bm_prec)p, g->img, B, g->S, g->Pp);
+  bm_cuda_gemm(c->cu, g->patches, BM_PREC_FP32, g->cols, wc(g, 0), (bm_prec)p, pm(g, 1), BG, K, W, 1.0f, 0.0f);
+  bm_cuda_vit_tokens(c->cu, g->x, g->patches, pm(g, 2), pm(g, 3), B, T, W);
   for (int l = 0; l < g->D; l++) block_fwd(g, l, &g->L[l >= g->first ? l - g->first : g->nslot - 1], B);
   /* pin = token 0 of each image; pooled = LN(pin); raw = pooled head^T; emb = raw / |raw| */
   CK(cudaMemcpy2DAsync(g->pin, (size_t)W * 4, g->x, (size_t)T * W * 4, (size_t)W * 4, B, cudaMemcpyDeviceToDevice, c->st));
@@ -229,7 +230,7 @@ static const float *forward(bm_cuda_ft *g, const float *img, int B, int train, u
   }
   const float *Wh = g->P + g->np, *bh = Wh + (size_t)C * E;
   bmct_gemm(c, BMCT_FP32, 1, 0, 1, B, C, E, 1.0f, xin, E, 0, Wh, E, 0, 0.0f, g->logits, C, 0, 1);
-  bmct_bias_add(c, BMCT_FP32, 1, g->logits, bh, B, C);
+  bm_cuda_add_bias(c->cu, g->logits, BM_PREC_FP32, bh, B, C);
   g->lastB = B;
   return xin;
 }
@@ -241,14 +242,14 @@ static void block_bwd(bm_cuda_ft *g, int l, int B, int need_dx) {
   int N = B * g->T, W = g->W, M = g->M, k0 = PRE + l * B_NT, p = g->prec;
   size_t NW = (size_t)N * W;
 #define GR(k) gr(g, k0 + (k))
-  if (g->dT != g->d) bmct_cast_f32(c, g->dT, p, g->d, NW);
+  if (g->dT != g->d) bm_cuda_convert(c->cu, g->dT, (bm_prec)p, g->d, NW);
   /* fc2 (its bias gradient from the fp32 d) */
   bmct_linear_backward(c, p, g->dh, 0, GR(B_FC2W), NULL, g->dT, s->h, wc(g, k0 + B_FC2W), N, M, W, 0);
   bmct_colsum(c, BMCT_FP32, GR(B_FC2B), g->d, N, W);
   bmct_gelu_backward(c, p, g->dh, g->dh, s->pre, (size_t)N * M);
   bmct_linear_backward(c, p, g->dln, 1, GR(B_FC1W), GR(B_FC1B), g->dh, s->ln2, wc(g, k0 + B_FC1W), N, W, M, 0);
   bmct_layernorm_backward(c, g->d, GR(B_LN2W), GR(B_LN2B), g->dln, s->xm, s->m2, s->r2, pm(g, k0 + B_LN2W), N, W, 1);
-  if (g->dT != g->d) bmct_cast_f32(c, g->dT, p, g->d, NW);
+  if (g->dT != g->d) bm_cuda_convert(c->cu, g->dT, (bm_prec)p, g->d, NW);
   bmct_linear_backward(c, p, g->datt, 0, GR(B_PROJW), NULL, g->dT, s->att, wc(g, k0 + B_PROJW), N, W, W, 0);
   bmct_colsum(c, BMCT_FP32, GR(B_PROJB), g->d, N, W);
   bmct_attention_backward(c, p, g->dqkv, g->datt, s->qkv, s->P, B, g->T, W, g->H, g->ascratch);

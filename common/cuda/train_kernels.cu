@@ -47,12 +47,6 @@ template <typename D, typename S> __global__ void ctk_cast(D *d, const S *s, siz
   if (i < n) d[i] = st<D>(ld(s[i]));
 }
 
-extern "C" void bmct_cast_f32(bmct_ctx *c, void *dst, int prec, const float *src, size_t n) {
-  if (n == 0) return;
-  BMCT_DISPATCH(prec, T, ctk_cast<T, float><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dst, src, n));
-  CKL("cast");
-}
-
 extern "C" void bmct_upload_as(bmct_ctx *c, void *dst, int prec, const float *src, size_t n) {
   if (prec == BMCT_FP32) return bmct_upload(c, dst, src, n * 4);
   float *tmp = (float *)bm_cuda_malloc(n * 4, "a conversion buffer");
@@ -179,18 +173,6 @@ extern "C" void bmct_bias_gelu(bmct_ctx *c, int prec, void *pre, void *h, const 
   size_t n = (size_t)N * C;
   BMCT_DISPATCH(prec, T, ctk_bias_gelu<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)pre, (T *)h, b, n, C));
   CKL("bias_gelu");
-}
-
-template <typename T> __global__ void ctk_bias_add(T *y, const float *b, size_t n, int C) {
-  size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-  if (i < n) y[i] = st<T>(ld(y[i]) + b[i % C]);
-}
-extern "C" void bmct_bias_add(bmct_ctx *c, int prec, int y_f32, void *y, const float *b, int N, int C) {
-  if (!b) return;
-  size_t n = (size_t)N * C;
-  if (y_f32) prec = BMCT_FP32;
-  BMCT_DISPATCH(prec, T, ctk_bias_add<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)y, b, n, C));
-  CKL("bias_add");
 }
 
 template <typename T> __global__ void ctk_gelu_bwd(T *dx, const T *dy, const T *pre, size_t n) {
@@ -333,48 +315,10 @@ extern "C" void bmct_l2norm_backward(bmct_ctx *c, float *dx, const float *dy, co
 
 /* ---- patch embedding, tokens ---- */
 
-template <typename T> __global__ void ctk_im2col(T *cols, const float *img, int B, int S, int P) {
-  int G = S / P, K = 3 * P * P;
-  size_t n = (size_t)B * G * G * K, i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  int k = (int)(i % K);
-  size_t row = i / K;
-  int gx = (int)(row % G), gy = (int)(row / G % G), bi = (int)(row / ((size_t)G * G));
-  int ch = k / (P * P), ky = k / P % P, kx = k % P;
-  cols[i] = st<T>(img[(((size_t)bi * 3 + ch) * S + (size_t)gy * P + ky) * S + (size_t)gx * P + kx]);
-}
-extern "C" void bmct_im2col(bmct_ctx *c, int prec, void *cols, const float *img, int B, int S, int P) {
-  int G = S / P;
-  size_t n = (size_t)B * G * G * 3 * P * P;
-  BMCT_DISPATCH(prec, T, ctk_im2col<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)cols, img, B, S, P));
-  CKL("im2col");
-}
-
 extern "C" void bmct_patch_embed_backward(bmct_ctx *c, int prec, float *dW, float *db, const void *dpatch,
                                           const void *cols, int B, int S, int P, int C) {
   int G = S / P;
   bmct_linear_backward(c, prec, NULL, 0, dW, db, dpatch, cols, NULL, B * G * G, 3 * P * P, C, 0);
-}
-
-__global__ void ctk_tokens(float *x, const float *patches, const float *pb, const float *cls, const float *pos,
-                         int B, int GG, int W) {
-  int T = GG + 1;
-  size_t n = (size_t)B * T * W, i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  int c = (int)(i % W), t = (int)(i / W % T);
-  size_t b = i / ((size_t)W * T);
-  if (t == 0) x[i] = cls[c] + pos[c];
-  else {
-    float p = patches[(b * GG + t - 1) * W + c];
-    if (pb) p += pb[c];
-    x[i] = p + pos[(size_t)t * W + c];
-  }
-}
-extern "C" void bmct_vit_tokens(bmct_ctx *c, float *x, const float *patches, const float *pb, const float *cls,
-                                const float *pos, int B, int GG, int W) {
-  size_t n = (size_t)B * (GG + 1) * W;
-  ctk_tokens<<<nblocks(n, 256), 256, 0, c->st>>>(x, patches, pb, cls, pos, B, GG, W);
-  CKL("vit_tokens");
 }
 
 template <typename T> __global__ void ctk_tokens_dpatch(T *dpatch, const float *dx, int B, int GG, int W) {
