@@ -66,15 +66,6 @@ template <typename T> static void scatter(bmct_ctx *c, void *dst, const void *sr
   CKL("attention scatter");
 }
 
-__device__ __forceinline__ float wsum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float wmax(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
 /* P[row] = softmax(S[row]), one warp a row */
 template <typename T> __global__ void ctk_softmax(T *P, const float *S, int rows, int n) {
   int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -82,10 +73,10 @@ template <typename T> __global__ void ctk_softmax(T *P, const float *S, int rows
   const float *s = S + (size_t)row * n;
   float m = -INFINITY;
   for (int j = lane; j < n; j += 32) m = fmaxf(m, s[j]);
-  m = wmax(m);
+  m = warp_max(m);
   float z = 0;
   for (int j = lane; j < n; j += 32) z += expf(s[j] - m);
-  float inv = 1.0f / wsum(z);
+  float inv = 1.0f / warp_sum(z);
   for (int j = lane; j < n; j += 32) P[(size_t)row * n + j] = st<T>(expf(s[j] - m) * inv);
 }
 
@@ -96,8 +87,16 @@ template <typename T> __global__ void ctk_softmax_bwd(T *dS, const float *dP, co
   size_t o = (size_t)row * n;
   float s = 0;
   for (int j = lane; j < n; j += 32) s += ld(P[o + j]) * dP[o + j];
-  s = wsum(s);
+  s = warp_sum(s);
   for (int j = lane; j < n; j += 32) dS[o + j] = st<T>(ld(P[o + j]) * (dP[o + j] - s));
+}
+
+/* q, k, v of qkv[B*T,3C] into the scratch's [B*H,T,hd] */
+template <typename T> static void gather_qkv(bmct_ctx *c, attn_scratch *s, const void *qkv, int B, int Tn, int C, int H) {
+  int hd = C / H;
+  gather<T>(c, s->q, qkv, B, Tn, H, hd, 3 * C, 0);
+  gather<T>(c, s->k, qkv, B, Tn, H, hd, 3 * C, C);
+  gather<T>(c, s->v, qkv, B, Tn, H, hd, 3 * C, 2 * C);
 }
 
 template <typename T>
@@ -105,9 +104,7 @@ static void fwd(bmct_ctx *c, int prec, void *out, void *P, const void *qkv, int 
   int hd = C / H, BH = B * H;
   float scale = 1.0f / sqrtf((float)hd);
   attn_scratch s = carve(scratch, prec, B, Tn, C, H);
-  gather<T>(c, s.q, qkv, B, Tn, H, hd, 3 * C, 0);
-  gather<T>(c, s.k, qkv, B, Tn, H, hd, 3 * C, C);
-  gather<T>(c, s.v, qkv, B, Tn, H, hd, 3 * C, 2 * C);
+  gather_qkv<T>(c, &s, qkv, B, Tn, C, H);
   long long sq = (long long)Tn * hd, sp = (long long)Tn * Tn;
   /* S = scale q k^T (fp32) */
   bmct_gemm(c, prec, 1, 0, 1, Tn, Tn, hd, scale, s.q, hd, sq, s.k, hd, sq, 0.0f, s.S, Tn, sp, BH);
@@ -124,9 +121,7 @@ static void bwd(bmct_ctx *c, int prec, void *dqkv, const void *dout, const void 
   int hd = C / H, BH = B * H;
   float scale = 1.0f / sqrtf((float)hd);
   attn_scratch s = carve(scratch, prec, B, Tn, C, H);
-  gather<T>(c, s.q, qkv, B, Tn, H, hd, 3 * C, 0);
-  gather<T>(c, s.k, qkv, B, Tn, H, hd, 3 * C, C);
-  gather<T>(c, s.v, qkv, B, Tn, H, hd, 3 * C, 2 * C);
+  gather_qkv<T>(c, &s, qkv, B, Tn, C, H);
   gather<T>(c, s.o, dout, B, Tn, H, hd, C, 0); /* dO */
   long long sq = (long long)Tn * hd, sp = (long long)Tn * Tn;
   /* dP = dO v^T (fp32, in S) */

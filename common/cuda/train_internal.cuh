@@ -63,6 +63,20 @@ template <> __device__ __forceinline__ __half st<__half>(float x) { return __flo
     }                                                                     \
   } while (0)
 
+/* warp-wide reductions (every lane gets the result) */
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ double warp_sumd(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
 static inline unsigned nblocks(size_t n, int per) { return (unsigned)((n + per - 1) / per); }
 
 #endif

@@ -190,19 +190,6 @@ extern "C" void bmct_gelu_backward(bmct_ctx *c, int prec, void *dx, const void *
 
 /* ---- row kernels: one warp a row ---- */
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ double warp_sumd(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
 template <typename T> __global__ void ctk_ln_fwd(T *y, float *mean, float *rstd, const float *x, const float *g,
                                                const float *b, int N, int C, float eps) {
   int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
