@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda/bmcuda.h"
+#include "cuda/bmcuda_towers.h"
 #include "held.h"
 #include "kernels.h"
 #include "model.h"
@@ -35,6 +37,9 @@ static const char usage[] =
     "                        (default: \"this is an image of {}\", \"{} presented in image\")\n"
     "  -b, --batch N         texts per forward pass (default 32)\n"
     "  -j, --threads N       threads (default: OMP_NUM_THREADS or all cores)\n"
+    "  -d, --device DEV      cpu (default), cuda or cuda:N (a GPU)\n"
+    "  -p, --precision P     on a GPU: fp32, bf16 (default) or fp16 GEMMs and activations\n"
+    "                        (fp32 accumulation and residual stream); the CPU is fp32\n"
     "  -q, --quiet           no progress line\n"
     "  -h, --help            this help\n"
     "\n"
@@ -44,9 +49,10 @@ static const char usage[] =
 static const char *const default_templates[] = {"this is an image of {}", "{} presented in image"};
 
 typedef struct {
-  const char *model, *input, *classes, *templates;
+  const char *model, *input, *classes, *templates, *device;
   int tokens, quiet;
   long batch, threads;
+  bm_prec prec;
 } options;
 
 /* A batch of tokenized texts packed one after the other. */
@@ -58,6 +64,8 @@ typedef struct {
   int n, ntok;
   float *emb;   /* [batch, E] */
   float *tok;   /* [batch * context, W] with --tokens */
+  bm_cuda *gpu; /* with --device cuda: the tower runs there */
+  bm_cuda_bert *gbert;
 } encoder;
 
 static void encoder_init(encoder *e, const options *opt) {
@@ -70,11 +78,18 @@ static void encoder_init(encoder *e, const options *opt) {
   e->len = bm_xmalloc(sizeof(int) * (size_t)opt->batch);
   e->emb = bm_xmalloc(bm_mul_size((size_t)opt->batch * b->embed_dim, sizeof(float)));
   if (opt->tokens) e->tok = bm_xmalloc(bm_mul_size(cap * b->width, sizeof(float)));
+  if (bm_device_is_cuda(opt->device)) {
+    if (!(e->gpu = bm_cuda_open(opt->device, err, sizeof err))) bm_die("--device %s", err);
+    e->gbert = bm_cuda_bert_new(e->gpu, b, opt->prec, (int)opt->batch, (int)cap);
+    if (!opt->quiet) bm_warn("text tower on %s in %s", bm_cuda_describe(e->gpu), bm_prec_name(opt->prec));
+  }
 }
 
 static void encoder_free(encoder *e) {
   bm_bert_acts_free(&e->acts);
   free(e->ids), free(e->start), free(e->len), free(e->emb), free(e->tok);
+  bm_cuda_bert_free(e->gbert);
+  bm_cuda_close(e->gpu);
   bm_model_free(&e->m);
 }
 
@@ -89,7 +104,10 @@ static void encoder_add_n(encoder *e, const char *text, size_t len) {
 static void encoder_add(encoder *e, const char *text) { encoder_add_n(e, text, strlen(text)); }
 
 static void encoder_run(encoder *e, int tokens) {
-  if (e->n) bm_bert_forward(&e->m.bert, &e->acts, e->ids, e->start, e->len, e->n, e->emb, tokens ? e->tok : NULL);
+  if (e->n && e->gbert)
+    bm_cuda_bert_forward(e->gbert, e->ids, e->start, e->len, e->n, e->emb, tokens ? e->tok : NULL);
+  else if (e->n)
+    bm_bert_forward(&e->m.bert, &e->acts, e->ids, e->start, e->len, e->n, e->emb, tokens ? e->tok : NULL);
 }
 
 /* ---- records mode ---- */
@@ -311,7 +329,8 @@ static int embed_classes(const options *opt) {
 int main(int argc, char **argv) {
   bm_set_progname(argv[0]);
   bm_blas_init(argv);
-  options opt = {.batch = 32};
+  options opt = {.batch = 32, .device = "cpu", .prec = BM_PREC_BF16};
+  int prec_set = 0;
   static const struct option longs[] = {{"model", required_argument, 0, 'm'},
                                         {"tokens", no_argument, 0, 't'},
                                         {"classes", required_argument, 0, 'c'},
@@ -319,10 +338,12 @@ int main(int argc, char **argv) {
                                         {"batch", required_argument, 0, 'b'},
                                         {"threads", required_argument, 0, 'j'},
                                         {"quiet", no_argument, 0, 'q'},
+                                        {"device", required_argument, 0, 'd'},
+                                        {"precision", required_argument, 0, 'p'},
                                         {"help", no_argument, 0, 'h'},
                                         {0, 0, 0, 0}};
   int c;
-  while ((c = getopt_long(argc, argv, "m:tc:T:b:j:qh", longs, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "m:tc:T:b:j:qd:p:h", longs, NULL)) != -1) {
     switch (c) {
     case 'm': opt.model = optarg; break;
     case 't': opt.tokens = 1; break;
@@ -335,6 +356,14 @@ int main(int argc, char **argv) {
       if (bm_parse_long(optarg, 1, 4096, &opt.threads)) bm_usage_die("--threads: not a count: %s", optarg);
       break;
     case 'q': opt.quiet = 1; break;
+    case 'd':
+      if (bm_device_is_cuda(optarg) < 0) bm_usage_die("--device: cpu, cuda or cuda:N, not %s", optarg);
+      opt.device = optarg;
+      break;
+    case 'p':
+      if (bm_prec_parse(optarg, &opt.prec)) bm_usage_die("--precision: fp32, bf16 or fp16, not %s", optarg);
+      prec_set = 1;
+      break;
     case 'h': fputs(usage, stdout); return 0;
     default: bm_usage_die("unknown option (see --help)");
     }
@@ -346,5 +375,7 @@ int main(int argc, char **argv) {
   if (argc - optind > 1) bm_usage_die("one input at most (see --help)");
   opt.input = optind < argc ? argv[optind] : NULL;
   bm_set_threads((int)opt.threads);
+  if (prec_set && opt.prec != BM_PREC_FP32 && !bm_device_is_cuda(opt.device))
+    bm_usage_die("--precision %s: the CPU computes in fp32 (use --device cuda)", bm_prec_name(opt.prec));
   return opt.classes ? embed_classes(&opt) : embed_records(&opt);
 }

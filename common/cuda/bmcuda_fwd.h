@@ -48,7 +48,7 @@ void bm_cuda_vit_tokens(bm_cuda *c, float *x, const float *patches, const float 
                         const float *pos, int B, int T, int W);
 /* Multi-head self attention over packed sequences (bm_attention, no key
  * mask): qkv T [ntok, 3C], out T [ntok, C]; start/len device int [nseq];
- * maxlen >= every len; head dim C/heads must be 64. One pass over the keys
+ * maxlen >= every len; head dim C/heads 16, 32 or 64. One pass over the keys
  * with an online softmax (flash style); scores never reach memory. */
 void bm_cuda_attention(bm_cuda *c, void *out, const void *qkv, bm_prec t, const int *start,
                        const int *len, int nseq, int maxlen, int C, int heads);

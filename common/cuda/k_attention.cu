@@ -2,7 +2,7 @@
  * variable-length sequences (the peer of bm_attention, no key mask).
  *
  * Block = (query tile of QT, head, sequence); a thread owns one query: its
- * q (pre-scaled by 1/sqrt(64), exact) and its output accumulator live in
+ * q (pre-scaled by 1/sqrt(head dim): exact for 16, 64) and its output accumulator live in
  * registers. Keys and values stream through shared memory in tiles of KT
  * (fp32, broadcast reads: every thread reads the same key row). Per tile
  * the running max is updated once and the accumulator rescaled once
@@ -12,11 +12,10 @@
 #include "bmcuda_fwd.h"
 #include "cuda_int.cuh"
 
-#define HD 64 /* head dim */
 #define QT 64 /* queries per block */
 #define KT 32 /* keys per shared-memory tile */
 
-template <typename T>
+template <typename T, int HD>
 __global__ void __launch_bounds__(QT)
     k_attention(T *out, const T *qkv, const int *start, const int *len, int C) {
   __shared__ float Ks[KT][HD], Vs[KT][HD];
@@ -29,7 +28,7 @@ __global__ void __launch_bounds__(QT)
   float q[HD], acc[HD], m = -INFINITY, l = 0.0f;
 #pragma unroll
   for (int d = 0; d < HD; d++) {
-    q[d] = active ? bm_ld(qkv, (st + qi) * ld + h * HD + d) * 0.125f : 0.0f;
+    q[d] = active ? bm_ld(qkv, (st + qi) * ld + h * HD + d) * rsqrtf((float)HD) : 0.0f;
     acc[d] = 0.0f;
   }
   for (int k0 = 0; k0 < L; k0 += KT) {
@@ -80,7 +79,13 @@ template <typename T>
 static void attention(bm_cuda *c, void *out, const void *qkv, const int *start, const int *len,
                       int nseq, int maxlen, int C, int heads) {
   dim3 grid((unsigned)((maxlen + QT - 1) / QT), (unsigned)heads, (unsigned)nseq);
-  k_attention<T><<<grid, QT, 0, bm_cs(c)>>>((T *)out, (const T *)qkv, start, len, C);
+  int hd = C / heads;
+  if (hd == 64)
+    k_attention<T, 64><<<grid, QT, 0, bm_cs(c)>>>((T *)out, (const T *)qkv, start, len, C);
+  else if (hd == 32)
+    k_attention<T, 32><<<grid, QT, 0, bm_cs(c)>>>((T *)out, (const T *)qkv, start, len, C);
+  else
+    k_attention<T, 16><<<grid, QT, 0, bm_cs(c)>>>((T *)out, (const T *)qkv, start, len, C);
   CU_LAUNCH("k_attention");
 }
 
@@ -88,8 +93,8 @@ extern "C" void bm_cuda_attention(bm_cuda *c, void *out, const void *qkv, bm_pre
                                   const int *start, const int *len, int nseq, int maxlen, int C,
                                   int heads) {
   if (nseq <= 0 || maxlen <= 0) return;
-  if (C != heads * HD)
-    bm_die("bm_cuda_attention: head dim %d (width %d, %d heads); the kernel needs %d",
-           heads ? C / heads : 0, C, heads, HD);
+  if (heads <= 0 || C % heads || (C / heads != 64 && C / heads != 32 && C / heads != 16))
+    bm_die("bm_cuda_attention: head dim %d (width %d, %d heads); the kernel has 16, 32, 64",
+           heads > 0 ? C / heads : 0, C, heads);
   BM_DISPATCH(t, attention, c, out, qkv, start, len, nseq, maxlen, C, heads);
 }
