@@ -4,33 +4,23 @@
 # PyTorch AMP (tests/gpu/peer_train.py: eager, and torch.compile), samples/s
 # and MFU = 3 x 35.1 GFLOP x samples/s / the bf16 GEMM rate measured in the
 # same run.
-#   here, to build the driver:  sh tests/gpu/bench_train.sh build  (-> build/gpu/bench_train)
-#   on the GPU machine:         sh tests/gpu/bench_train.sh [BATCH ...]   (default: 128 256)
-# BENCH_TRAIN (the driver's path), PEER_PY (python with torch + timm),
+# tests/gpu/pack.sh builds the driver here (.gpu/bin/bench_train); on the
+# GPU machine, from the repository root:
+#   sh tests/gpu/bench_train.sh [BATCH ...]   (default: 256; "128 256" for both)
+# BENCH_TRAIN (the driver's path), TORCH_PY (python with torch + timm),
 # STEPS (timed steps, default 20) and NO_COMPILE=1 (skip torch.compile)
 # change what runs. The table goes to stdout, full outputs to $OUT if set.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
-if [ "${1:-}" = build ]; then
-  cd "$root" || exit 1
-  mkdir -p build/gpu
-  cuda=$(dirname "$(dirname "$(readlink -f "$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)")")")
-  PKGS="msgpack libarchive vips openblas libutf8proc jansson"
-  # shellcheck disable=SC2046
-  exec ${CC:-gcc} -std=gnu11 -O2 -Wall -Wextra -fopenmp -DBM_HAVE_CUDA -Icommon -I"$cuda/include" \
-    tests/gpu/bench_train.c build/libbm.a -o build/gpu/bench_train \
-    $(pkg-config --libs $PKGS) -lm -L"$cuda/lib64" -lcublasLt -lcublas -lcudart -lstdc++
-fi
-
-BIN=${BENCH_TRAIN:-$root/build/gpu/bench_train}
-[ -x "$BIN" ] || BIN=$root/.gpu/bench_train
-PY=${PEER_PY:-python3}
+BIN=${BENCH_TRAIN:-${BM_GPU:-$root/.gpu}/bin/bench_train}
+PY=${TORCH_PY:-python3}
 STEPS=${STEPS:-20}
 OUTDIR=${OUT:-$(mktemp -d)}
-batches=${*:-128 256}
-[ -x "$BIN" ] || { echo "bench_train: no driver at $BIN (run: sh tests/gpu/bench_train.sh build)" >&2; exit 1; }
+mkdir -p "$OUTDIR"
+batches=${*:-256}
+[ -x "$BIN" ] || { echo "bench_train: no driver at $BIN (run tests/gpu/pack.sh here and carry .gpu)" >&2; exit 1; }
 
 val() { sed -n "s/^$1 //p" "$2" | tail -n 1; }
 row() { # name file peak
