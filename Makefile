@@ -51,7 +51,7 @@ $(BUILD)/%.o: %.c | deps-check
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BUILD)/%.o: %.cu $(wildcard common/cuda/*.h) | deps-check
+$(BUILD)/%.o: %.cu $(wildcard common/cuda/*.h common/cuda/*.cuh common/*.h) | deps-check
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -Icommon -c $< -o $@
 

@@ -96,6 +96,10 @@ void bm_cuda_convert(bm_cuda *c, void *dst, bm_prec t, const float *src, size_t 
   (void)c, (void)dst, (void)t, (void)src, (void)n; UNREACHABLE;
 }
 void bm_cuda_softmax(bm_cuda *c, float *x, int N, int n) { (void)c, (void)x, (void)N, (void)n; UNREACHABLE; }
+void bm_cuda_softmax_to(bm_cuda *c, void *y, bm_prec t, const float *x, int N, int n) {
+  (void)c, (void)y, (void)t, (void)x, (void)N, (void)n; UNREACHABLE;
+}
+void bm_cuda_vit_set_attention(bm_cuda_vit *g, int batched) { (void)g, (void)batched; UNREACHABLE; }
 void bm_cuda_l2_normalize(bm_cuda *c, float *x, int N, int C) { (void)c, (void)x, (void)N, (void)C; UNREACHABLE; }
 void bm_cuda_gather_rows(bm_cuda *c, float *dst, const float *src, const int *rows, int n, int C) {
   (void)c, (void)dst, (void)src, (void)rows, (void)n, (void)C; UNREACHABLE;

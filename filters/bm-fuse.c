@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cuda/bmcuda.h"
 #include "linhead.h"
 #include "record.h"
 #include "util.h"
@@ -38,6 +39,8 @@ static const char usage[] =
     "  -m, --model CKPT     apply the linear head bm-train --mode linear wrote\n"
     "                       instead: \"scores\" = logits, \"prob\" = softmax\n"
     "                       (multiclass) or sigmoid (multilabel)\n"
+    "  -d, --device DEV     cpu (default), cuda or cuda:N: checked, but the work\n"
+    "                       (a few small products per record) stays on the CPU\n"
     "  -q, --quiet          no summary line on stderr\n"
     "  -h, --help           this help\n"
     "\n"
@@ -315,11 +318,12 @@ int main(int argc, char **argv) {
                                         {"map", required_argument, 0, 'M'},
                                         {"softmax", no_argument, 0, 'S'},
                                         {"model", required_argument, 0, 'm'},
+                                        {"device", required_argument, 0, 'd'},
                                         {"quiet", no_argument, 0, 'q'},
                                         {"help", no_argument, 0, 'h'},
                                         {0, 0, 0, 0}};
   int c;
-  while ((c = getopt_long(argc, argv, "c:s:m:qh", longs, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "c:s:m:d:qh", longs, NULL)) != -1) {
     switch (c) {
     case 'c': opt.classes_path = optarg; break;
     case 's':
@@ -332,6 +336,17 @@ int main(int argc, char **argv) {
     case 'M': parse_map(&opt, optarg); break;
     case 'S': opt.softmax = 1; break;
     case 'm': opt.model = optarg; break;
+    case 'd': {
+      /* one --device for every stage of a pipeline: the GPU must be there, but
+       * this filter's products are too small to be worth the copies */
+      int cuda = bm_device_is_cuda(optarg);
+      if (cuda < 0) bm_usage_die("--device: cpu, cuda or cuda:N, not %s", optarg);
+      char err[512];
+      bm_cuda *gpu = cuda ? bm_cuda_open(optarg, err, sizeof err) : NULL;
+      if (cuda && !gpu) bm_die("--device %s", err);
+      bm_cuda_close(gpu);
+      break;
+    }
     case 'q': opt.quiet = 1; break;
     case 'h': fputs(usage, stdout); return 0;
     default: bm_usage_die("unknown option (see --help)");

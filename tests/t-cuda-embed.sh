@@ -9,6 +9,7 @@ D=$BM_TESTS/fixtures/tiny-embed
 check_fails "--device gpu is a usage error" bm-embed-img -q -m $M --device gpu
 check_eq "  ... status 2" "$(bm-embed-img -q -m $M --device gpu < /dev/null >/dev/null 2>&1; echo $?)" 2
 check_fails "--precision bf16 on the CPU is a usage error" bm-embed-txt -q -m $M --precision bf16
+check_fails "bm-fuse --device tpu is a usage error" bm-fuse -q --device tpu
 check_fails "--precision fp64 is a usage error" bm-embed-img -q -m $M --device cuda --precision fp64
 
 if ! bm-embed-img -q -m $M --device cuda < $D/images.bmr > $T/probe.bmr 2> $T/probe.err; then
@@ -19,6 +20,9 @@ if ! bm-embed-img -q -m $M --device cuda < $D/images.bmr > $T/probe.bmr 2> $T/pr
     check "  ... says why, naming cuda:0: $(head -c 160 $T/err)" \
       grep -Eq "cuda:0: (no GPU|built without CUDA|CUDA driver too old)" $T/err
   done
+  bm-fuse -q --device cuda:0 < /dev/null > /dev/null 2> $T/err
+  check_eq "bm-fuse --device cuda:0 without a GPU: status 1" "$?" 1
+  check "  ... says why, naming cuda:0" grep -Eq "cuda:0: (no GPU|built without CUDA|CUDA driver too old)" $T/err
   echo "# skip: cuda embedding tests: $(sed 's/^[^:]*: //' $T/probe.err | head -1)"
   exit 0
 fi
@@ -52,3 +56,6 @@ check "img --device cuda: empty input" sh -c "bm-embed-img -q -m $M --device cud
 check_eq "  ... one header record" "$(bm-inspect $T/e.bmr | wc -l)" 1
 check "--device cuda:99: status 1, no such GPU" \
   sh -c "bm-embed-img -q -m $M --device cuda:99 < $D/images.bmr > /dev/null 2> $T/e99; test \$? = 1 && grep -q 'cuda:99: no such GPU' $T/e99"
+check "bm-fuse --device cuda: the same bytes as on the CPU (its work stays there)" \
+  sh -c "bm-fuse -q --classes $T/cc.bmr --device cuda < $T/cpu-img.bmr > $T/f1.bmr &&
+    bm-fuse -q --classes $T/cc.bmr < $T/cpu-img.bmr > $T/f2.bmr && cmp $T/f1.bmr $T/f2.bmr"

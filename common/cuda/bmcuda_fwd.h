@@ -25,6 +25,8 @@ void bm_cuda_add_bias(bm_cuda *c, void *y, bm_prec t, const float *b, int N, int
 void bm_cuda_convert(bm_cuda *c, void *dst, bm_prec t, const float *src, size_t n);
 /* Rows of n, in place (bm_softmax on each of N rows). */
 void bm_cuda_softmax(bm_cuda *c, float *x, int N, int n);
+/* y (T) = softmax of each row of x (fp32), N rows of n. */
+void bm_cuda_softmax_to(bm_cuda *c, void *y, bm_prec t, const float *x, int N, int n);
 /* Rows of C divided by max(|row|, 1e-12) (bm_l2_normalize). */
 void bm_cuda_l2_normalize(bm_cuda *c, float *x, int N, int C);
 /* dst[i] = src[rows[i]] for i < n, rows of C fp32; rows is a device array. */

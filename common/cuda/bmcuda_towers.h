@@ -28,6 +28,12 @@ typedef struct bm_cuda_vit bm_cuda_vit;
 /* Uploads m's weights; batches of at most max_batch images. */
 bm_cuda_vit *bm_cuda_vit_new(bm_cuda *c, const bm_vit *m, bm_prec t, int max_batch);
 void bm_cuda_vit_free(bm_cuda_vit *g);
+/* Attention by the fused kernel (0, the default) or, batched = 1, by two
+ * cuBLAS strided-batched GEMMs per head around a softmax (scores in memory,
+ * fp32): the images' sequences all have T tokens, so the GEMMs batch over
+ * images. The environment's BM_CUDA_ATTN=batched sets 1 at bm_cuda_vit_new;
+ * the bench times both. */
+void bm_cuda_vit_set_attention(bm_cuda_vit *g, int batched);
 /* img[B,3,S,S] normalized -> emb[B,E] and, when tokens != NULL,
  * tokens[B,T,W] (fp32, host). */
 void bm_cuda_vit_submit(bm_cuda_vit *g, int slot, const float *img, int B, float *emb,

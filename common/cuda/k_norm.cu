@@ -47,6 +47,23 @@ __global__ void k_softmax(float *x, int n) {
   for (int j = threadIdx.x; j < n; j += blockDim.x) xr[j] = expf(xr[j] - m) * inv;
 }
 
+template <typename T> __global__ void k_softmax_to(T *y, const float *x, int n) {
+  __shared__ float sh[32];
+  const float *xr = x + (size_t)blockIdx.x * n;
+  size_t o = (size_t)blockIdx.x * n;
+  float m = -INFINITY;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, xr[j]);
+  m = bm_block_max(m, sh);
+  float s = 0.0f;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) s += expf(xr[j] - m);
+  float inv = 1.0f / bm_block_sum(s, sh);
+  for (int j = threadIdx.x; j < n; j += blockDim.x) bm_st(y, o + j, expf(xr[j] - m) * inv);
+}
+template <typename T> static void softmax_to(bm_cuda *c, void *y, const float *x, int N, int n) {
+  k_softmax_to<T><<<N, ROW_THREADS, 0, bm_cs(c)>>>((T *)y, x, n);
+  CU_LAUNCH("k_softmax_to");
+}
+
 __global__ void k_l2_normalize(float *x, int C) {
   __shared__ float sh[32];
   float *xr = x + (size_t)blockIdx.x * C;
@@ -66,6 +83,10 @@ void bm_cuda_softmax(bm_cuda *c, float *x, int N, int n) {
   if (N <= 0) return;
   k_softmax<<<N, ROW_THREADS, 0, bm_cs(c)>>>(x, n);
   CU_LAUNCH("k_softmax");
+}
+void bm_cuda_softmax_to(bm_cuda *c, void *y, bm_prec t, const float *x, int N, int n) {
+  if (N <= 0) return;
+  BM_DISPATCH(t, softmax_to, c, y, x, N, n);
 }
 void bm_cuda_l2_normalize(bm_cuda *c, float *x, int N, int C) {
   if (N <= 0) return;

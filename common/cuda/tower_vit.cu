@@ -1,6 +1,8 @@
 /* tower_vit.cu - the image tower on the GPU (see bmcuda_towers.h; the CPU
  * peer is bm_vit_forward in vit.c, step for step). */
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bmcuda_fwd.h"
 #include "bmcuda_towers.h"
@@ -15,13 +17,14 @@ struct bm_cuda_vit {
   bm_cuda *c;
   const bm_vit *m;
   bm_prec t;
-  int cap;
+  int cap, batched_attention;
   bm_dev_list mem;
   gblock *blocks;
   const float *patch_b, *cls, *pos, *norm_w, *norm_b;
   const void *patch_w, *head_w;
   /* activations */
-  float *x, *patches, *pooled, *emb, *tok;
+  float *x, *patches, *pooled, *emb, *tok, *scores; /* scores only when batched */
+  void *probs;
   void *cols, *ln, *qkv, *att, *h, *pooled_t;
   int *start, *len, *rows;
   float *img[2];
@@ -42,6 +45,7 @@ extern "C" bm_cuda_vit *bm_cuda_vit_new(bm_cuda *c, const bm_vit *m, bm_prec t, 
   bm_cuda_vit *g = (bm_cuda_vit *)calloc(1, sizeof *g);
   if (!g) bm_die("bm_cuda_vit_new: out of memory");
   g->c = c, g->m = m, g->t = t, g->cap = max_batch;
+  const char *attn = getenv("BM_CUDA_ATTN");
   size_t W = (size_t)m->width, M = (size_t)m->mlp, P = (size_t)m->patch, T = (size_t)m->ntok;
   size_t GG = (size_t)m->grid * m->grid, S = (size_t)m->image_size, B = (size_t)max_batch;
   size_t es = bm_prec_size(t);
@@ -97,7 +101,36 @@ extern "C" bm_cuda_vit *bm_cuda_vit_new(bm_cuda *c, const bm_vit *m, bm_prec t, 
   bm_cuda_h2d(c, g->start, idx, sizeof(int) * 3 * B, BM_STREAM_COMPUTE);
   bm_cuda_sync(c, BM_STREAM_COMPUTE);
   free(idx);
+  if (attn && !strcmp(attn, "batched")) bm_cuda_vit_set_attention(g, 1);
   return g;
+}
+
+extern "C" void bm_cuda_vit_set_attention(bm_cuda_vit *g, int batched) {
+  g->batched_attention = batched;
+  if (batched && !g->scores) {
+    size_t n = (size_t)g->cap * g->m->ntok * g->m->ntok;
+    g->scores = (float *)alloc(g, n * 4, "vit attention scores");
+    g->probs = alloc(g, n * bm_prec_size(g->t), "vit attention probabilities");
+  }
+}
+
+/* att = softmax(q k^T / sqrt(hd)) v per image and head, as GEMMs batched
+ * over the B images (every sequence has T tokens). */
+static void attention_batched(bm_cuda_vit *g, int B) {
+  const bm_vit *m = g->m;
+  int T = m->ntok, C = m->width, hd = C / m->heads;
+  size_t es = bm_prec_size(g->t);
+  const char *qkv = (const char *)g->qkv;
+  for (int h = 0; h < m->heads; h++) {
+    bm_cuda_gemm_batched(g->c, g->scores, BM_PREC_FP32, qkv + (size_t)h * hd * es,
+                         qkv + ((size_t)C + h * hd) * es, g->t, T, T, hd, 1, 3 * C, 3 * C, T,
+                         (long long)T * 3 * C, (long long)T * 3 * C, (long long)T * T, B,
+                         1.0f / sqrtf((float)hd), 0.0f);
+    bm_cuda_softmax_to(g->c, g->probs, g->t, g->scores, B * T, T);
+    bm_cuda_gemm_batched(g->c, (char *)g->att + (size_t)h * hd * es, g->t, g->probs,
+                         qkv + (2 * (size_t)C + h * hd) * es, g->t, T, hd, T, 0, T, 3 * C, C,
+                         (long long)T * T, (long long)T * 3 * C, (long long)T * C, B, 1.0f, 0.0f);
+  }
 }
 
 extern "C" void bm_cuda_vit_free(bm_cuda_vit *g) {
@@ -117,7 +150,8 @@ static void block_forward(bm_cuda_vit *g, const gblock *b, int B) {
   int N = B * m->ntok, W = m->width, M = m->mlp;
   bm_cuda_layernorm(c, NULL, g->ln, t, g->x, b->ln1_w, b->ln1_b, N, W, m->eps);
   bm_cuda_gemm(c, g->qkv, t, g->ln, b->qkv_w, t, b->qkv_b, N, W, 3 * W, 1.0f, 0.0f);
-  bm_cuda_attention(c, g->att, g->qkv, t, g->start, g->len, B, m->ntok, W, m->heads);
+  if (g->batched_attention) attention_batched(g, B);
+  else bm_cuda_attention(c, g->att, g->qkv, t, g->start, g->len, B, m->ntok, W, m->heads);
   bm_cuda_gemm(c, g->x, BM_PREC_FP32, g->att, b->proj_w, t, b->proj_b, N, W, W, 1.0f, 1.0f);
   bm_cuda_layernorm(c, NULL, g->ln, t, g->x, b->ln2_w, b->ln2_b, N, W, m->eps);
   bm_cuda_gemm(c, g->h, t, g->ln, b->fc1_w, t, NULL, N, W, M, 1.0f, 0.0f);

@@ -20,8 +20,8 @@ awk '
     peak = v["peak_bf16_tflops"] + 0; if (v["torch_peak_bf16_tflops"] + 0 > peak) peak = v["torch_peak_bf16_tflops"] + 0;
     printf "%-34s %12s %8s %8s\n", "image tower, batch '"$B"', bf16", "images/s", "vs eager", "MFU";
     e = v["torch_eager_images_per_s"];
-    n = split("vit_images_per_s torch_eager_images_per_s torch_compile_images_per_s", k, " ");
-    split("biomedclip-c|PyTorch eager|PyTorch torch.compile", name, "|");
+    n = split("vit_images_per_s vit_images_per_s_batched_attention torch_eager_images_per_s torch_compile_images_per_s", k, " ");
+    split("biomedclip-c (fused attention)|biomedclip-c (cuBLAS-batched attn)|PyTorch eager|PyTorch torch.compile", name, "|");
     for (i = 1; i <= n; i++) if (v[k[i]] != "") {
       mfu = (peak > 0 ? 35e9 * v[k[i]] / (peak * 1e12) * 100 : 0);
       printf "%-34s %12.1f %7.2fx %7.1f%%\n", name[i], v[k[i]], (e > 0 ? v[k[i]] / e : 0), mfu;

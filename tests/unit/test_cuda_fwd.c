@@ -97,6 +97,36 @@ static void test_gemm(int N, int in, int out) {
   free(X), free(W), free(b), free(Y0), free(ref), free(refr);
 }
 
+/* C_b[M,N] = A_b[M,K] op(B_b), row major, strided batches, both op(B). */
+static void test_gemm_batched(int batch, int M, int N, int K) {
+  for (int transB = 0; transB < 2; transB++) {
+    size_t sa = (size_t)M * K, sb = (size_t)N * K, sc = (size_t)M * N;
+    float *A = rnd(sa * batch, 1), *Bm = rnd(sb * batch, 1), *ref = bm_xmalloc(sizeof(float) * sc * batch);
+    for (int b = 0; b < batch; b++)
+      for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+          double acc = 0;
+          for (int k = 0; k < K; k++)
+            acc += (double)A[b * sa + (size_t)i * K + k] *
+                   (transB ? Bm[b * sb + (size_t)j * K + k] : Bm[b * sb + (size_t)k * N + j]);
+          ref[b * sc + (size_t)i * N + j] = (float)acc;
+        }
+    for (int p = 0; p < 3; p++) {
+      bm_prec t = PRECS[p];
+      void *dA = bm_cuda_upload(C, A, sa * batch, t, "A"), *dB = bm_cuda_upload(C, Bm, sb * batch, t, "B");
+      float *dC = dev_poisoned(sizeof(float) * sc * batch);
+      bm_cuda_gemm_batched(C, dC, BM_PREC_FP32, dA, dB, t, M, N, K, transB, K, transB ? K : N, N,
+                           (long long)sa, (long long)sb, (long long)sc, batch, 1.0f, 0.0f);
+      float *got = down(dC, BM_PREC_FP32, sc * batch);
+      double e = relerr(got, ref, sc * batch);
+      CHECK(e < tol(t), "batched gemm %s %d x [%d,%d,%d] transB %d: %.2e", bm_prec_name(t), batch,
+            M, N, K, transB, e);
+      free(got), bm_cuda_free(dA), bm_cuda_free(dB), bm_cuda_free(dC);
+    }
+    free(A), free(Bm), free(ref);
+  }
+}
+
 static void test_layernorm(int N, int Cn) {
   float *x = rnd((size_t)N * Cn, 3), *g = rnd(Cn, 1), *b = rnd(Cn, 1);
   for (size_t i = 0; i < (size_t)N * Cn; i++) x[i] += 1.5f; /* a mean away from 0 */
@@ -274,17 +304,20 @@ static void test_towers(void) {
   float *gemb = bm_xmalloc(sizeof(float) * B * E), *gtok = bm_xmalloc(sizeof(float) * B * T * W);
   /* whole-model tolerances: bf16 rounds every activation between GEMMs */
   const double mtol[3] = {1e-5, 3e-2, 5e-3};
-  for (int p = 0; p < 3; p++) {
-    bm_prec t = PRECS[p];
-    bm_cuda_vit *g = bm_cuda_vit_new(C, v, t, 8);
-    for (size_t i = 0; i < (size_t)B * E; i++) gemb[i] = NAN;
-    for (size_t i = 0; i < (size_t)B * T * W; i++) gtok[i] = NAN;
-    bm_cuda_vit_forward(g, img, B, gemb, gtok);
-    double ee = relerr(gemb, emb, (size_t)B * E), et = relerr(gtok, tok, (size_t)B * T * W);
-    CHECK(ee < mtol[p] && et < mtol[p], "tiny ViT %s, %d images: embeddings %.2e, tokens %.2e",
-          bm_prec_name(t), B, ee, et);
-    bm_cuda_vit_free(g);
-  }
+  for (int p = 0; p < 3; p++)
+    for (int batched = 0; batched < 2; batched++) {
+      bm_prec t = PRECS[p];
+      bm_cuda_vit *g = bm_cuda_vit_new(C, v, t, 8);
+      bm_cuda_vit_set_attention(g, batched);
+      for (size_t i = 0; i < (size_t)B * E; i++) gemb[i] = NAN;
+      for (size_t i = 0; i < (size_t)B * T * W; i++) gtok[i] = NAN;
+      bm_cuda_vit_forward(g, img, B, gemb, gtok);
+      double ee = relerr(gemb, emb, (size_t)B * E), et = relerr(gtok, tok, (size_t)B * T * W);
+      CHECK(ee < mtol[p] && et < mtol[p],
+            "tiny ViT %s, %s attention, %d images: embeddings %.2e, tokens %.2e",
+            bm_prec_name(t), batched ? "batched-GEMM" : "fused", B, ee, et);
+      bm_cuda_vit_free(g);
+    }
   bm_vit_acts_free(&acts);
   free(img), free(emb), free(tok), free(gemb), free(gtok);
 
@@ -330,6 +363,7 @@ int main(void) {
   test_gemm(37, 53, 29);
   test_gemm(256, 768, 2304);
   test_gemm(1, 17, 5);
+  test_gemm_batched(7, 33, 19, 64);
   test_layernorm(197, 768);
   test_layernorm(5, 31);
   test_rows(13, 197);
