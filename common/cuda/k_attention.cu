@@ -78,15 +78,19 @@ __global__ void __launch_bounds__(QT)
 template <typename T>
 static void attention(bm_cuda *c, void *out, const void *qkv, const int *start, const int *len,
                       int nseq, int maxlen, int C, int heads) {
-  dim3 grid((unsigned)((maxlen + QT - 1) / QT), (unsigned)heads, (unsigned)nseq);
   int hd = C / heads;
-  if (hd == 64)
-    k_attention<T, 64><<<grid, QT, 0, bm_cs(c)>>>((T *)out, (const T *)qkv, start, len, C);
-  else if (hd == 32)
-    k_attention<T, 32><<<grid, QT, 0, bm_cs(c)>>>((T *)out, (const T *)qkv, start, len, C);
-  else
-    k_attention<T, 16><<<grid, QT, 0, bm_cs(c)>>>((T *)out, (const T *)qkv, start, len, C);
-  CU_LAUNCH("k_attention");
+  /* grid z is at most 65535: larger batches of sequences go in pieces */
+  for (int s0 = 0; s0 < nseq; s0 += 65535) {
+    int ns = nseq - s0 < 65535 ? nseq - s0 : 65535;
+    dim3 grid((unsigned)((maxlen + QT - 1) / QT), (unsigned)heads, (unsigned)ns);
+    if (hd == 64)
+      k_attention<T, 64><<<grid, QT, 0, bm_cs(c)>>>((T *)out, (const T *)qkv, start + s0, len + s0, C);
+    else if (hd == 32)
+      k_attention<T, 32><<<grid, QT, 0, bm_cs(c)>>>((T *)out, (const T *)qkv, start + s0, len + s0, C);
+    else
+      k_attention<T, 16><<<grid, QT, 0, bm_cs(c)>>>((T *)out, (const T *)qkv, start + s0, len + s0, C);
+    CU_LAUNCH("k_attention");
+  }
 }
 
 extern "C" void bm_cuda_attention(bm_cuda *c, void *out, const void *qkv, bm_prec t,
