@@ -1,0 +1,29 @@
+/* cuda_train_stub.c - the GPU fine-tuning API (cuda/bmcuda_train.h) for a
+ * build without nvcc, so that bm-train links either way: nothing here can be
+ * reached, since bm_cuda_open (cuda_stub.c) fails first and every call needs
+ * its device. The low-level bmct_* kernels have no stub: only the GPU tests
+ * call them, and those are built against them only with BM_HAVE_CUDA. */
+#ifndef BM_HAVE_CUDA
+#include "cuda/bmcuda_train.h"
+#include "util.h"
+
+#define UNREACHABLE bm_die("%s: built without CUDA (no nvcc when it was built)", __func__)
+
+bm_cuda_ft *bm_cuda_ft_init(const bm_ft *f, bm_cuda *cu, int prec) { (void)f, (void)cu, (void)prec; UNREACHABLE; }
+void bm_cuda_ft_free(bm_cuda_ft *g) { (void)g; }
+double bm_cuda_ft_grad(bm_cuda_ft *g, const float *img, const float *Y, int B, uint64_t drop_step) {
+  (void)g, (void)img, (void)Y, (void)B, (void)drop_step; UNREACHABLE;
+}
+int bm_cuda_ft_step(bm_cuda_ft *g, double lr_scale, double max_norm, double *norm) {
+  (void)g, (void)lr_scale, (void)max_norm, (void)norm; UNREACHABLE;
+}
+void bm_cuda_ft_last_logits(bm_cuda_ft *g, float *logits, int B) { (void)g, (void)logits, (void)B; UNREACHABLE; }
+void bm_cuda_ft_logits(bm_cuda_ft *g, const float *img, int B, float *logits) {
+  (void)g, (void)img, (void)B, (void)logits; UNREACHABLE;
+}
+void bm_cuda_ft_download(bm_cuda_ft *g, bm_ft *f) { (void)g, (void)f; UNREACHABLE; }
+void bm_cuda_ft_download_grads(bm_cuda_ft *g, bm_ft *f) { (void)g, (void)f; UNREACHABLE; }
+float bm_cuda_ft_loss_scale(const bm_cuda_ft *g) { (void)g; UNREACHABLE; }
+#else
+typedef int bm_cuda_train_stub_unused; /* ISO C wants a declaration in every file */
+#endif
