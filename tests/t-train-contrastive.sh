@@ -9,17 +9,17 @@
 # plain uninterrupted run; bad data is refused clearly.
 . "$BM_TESTS/lib.sh"
 MODEL="$BM_TESTS/fixtures/tiny-model"
-# The learning check needs a set on which 14 epochs of the tiny model learn
-# reliably: a fixed data seed (a random one would make its thresholds a coin
-# toss on a bad draw); the bit-identity checks use a random --seed.
+# One thread: on a busy machine OpenMP's waiting makes two threads ten times
+# slower at this size; the bits of a run depend on the thread count (GEMM
+# rounding), so every run of a bit comparison uses the same.
 seed=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
 echo "# seed $seed"
-$PY "$BM_TESTS/../examples/make_demo_data.py" "$T/P" --dataset pairs --per-class 16 --seed 3 >/dev/null
+$PY "$BM_TESTS/../examples/make_demo_data.py" "$T/P" --dataset pairs --per-class 40 --seed "$seed" >/dev/null
 D="bm-decode --format pairs --size 48 --test-fraction 0.3 -q --max-warnings 0"
 $D --split train "$T/P/pairs.csv" >"$T/tr.bmr"
 $D --split test "$T/P/pairs.csv" >"$T/te.bmr"
 n=$(bm-inspect "$T/te.bmr" | grep -c '"image"')
-check "generated $n held-out pairs (and training pairs)" test "$n" -ge 20 -a "$(bm-inspect "$T/tr.bmr" | grep -c '"image"')" -ge 50
+check "generated $n held-out pairs (and training pairs)" test "$n" -ge 40 -a "$(bm-inspect "$T/tr.bmr" | grep -c '"image"')" -ge 120
 $PY "$BM_TESTS/bin2safetensors.py" "$MODEL/open_clip_pytorch_model.bin" "$T/ref.safetensors"
 # st.py A B EXPR: EXPR on a, b (the tensors of two safetensors files, name -> numpy array)
 cat >"$T/st.py" <<'PYEOF'
@@ -46,7 +46,7 @@ st() { $PY "$T/st.py" "$@"; }
 recall() { # CKPT OUT.json
   bm-embed-img -q -m "$1" "$T/te.bmr" | bm-embed-txt -q -m "$1" | bm-score -q --retrieval --json >"$2"
 }
-bm-train -q --mode contrastive -m "$MODEL" -o "$T/c.safetensors" --epochs 14 --batch 16 --lr 3e-3 --warmup 4 \
+bm-train -q -j 1 --mode contrastive -m "$MODEL" -o "$T/c.safetensors" --epochs 30 --batch 32 --lr 3e-3 --warmup 10 \
   --val "$T/te.bmr" --log "$T/c.log" "$T/tr.bmr"
 check_eq "a contrastive run: exit 0" "$?" 0
 recall "$MODEL" "$T/before.json"
@@ -65,14 +65,15 @@ read -r b1 a1 b5 a5 c1 c5 <<EOF
 $(sed -n 2p "$T/recall.txt")
 EOF
 gt() { $PY -c "import sys; sys.exit(not ($1))"; }
-check "Recall@1 after ($a1) > 3 x chance ($c1) and > before ($b1) + 0.1" gt "$a1 > 3 * $c1 and $a1 > $b1 + 0.1"
-check "Recall@5 after ($a5) > chance ($c5) + 0.2 and > before ($b5) + 0.2" gt "$a5 > $c5 + 0.2 and $a5 > $b5 + 0.2"
-check "the log's validation has the loss and Recall@1 both ways, the loss falling" $PY - "$T/c.log" <<'PYEOF'
+# (4 data seeds gave R@1 0.24 to 0.38 and R@5 0.69 to 0.86 after, 0.01 and 0.08 before)
+check "Recall@1 after ($a1) > 5 x chance ($c1) and > before ($b1) + 0.1" gt "$a1 > 5 * $c1 and $a1 > $b1 + 0.1"
+check "Recall@5 after ($a5) > chance ($c5) + 0.3 and > before ($b5) + 0.3" gt "$a5 > $c5 + 0.3 and $a5 > $b5 + 0.3"
+check "the log's validation has the loss and Recall@1 both ways, the loss falling" $PY - "$T/c.log" "$n" <<'PYEOF'
 import json, sys
 ep = [j for j in map(json.loads, open(sys.argv[1])) if "val" in j]
-assert len(ep) == 14 and all("recall@1_i2t" in j["val"] and "recall@1_t2i" in j["val"] for j in ep), ep[0]
+assert len(ep) == 30 and all("recall@1_i2t" in j["val"] and "recall@1_t2i" in j["val"] for j in ep), ep[0]
 assert ep[-1]["val"]["loss"] < ep[0]["val"]["loss"] - 0.1, (ep[0]["val"], ep[-1]["val"])
-assert ep[-1]["val"]["recall@1_i2t"] + ep[-1]["val"]["recall@1_t2i"] > 2 * 3 / 23
+assert ep[-1]["val"]["recall@1_i2t"] + ep[-1]["val"]["recall@1_t2i"] > 2 * 5 / int(sys.argv[2]), ep[-1]["val"]
 PYEOF
 check "the checkpoint: logit_scale moved and lies in [0, ln 100]; both towers trained" \
   st "$T/c.safetensors" "$T/ref.safetensors" "a['logit_scale'].shape == () and a['logit_scale'] != b['logit_scale'] and \
@@ -84,13 +85,13 @@ c = json.loads(json.loads(b[8:8 + hl])['__metadata__']['config'])
 assert c['mode'] == 'contrastive' and c['task'] == 'pairs' and c['optimizer']['betas'] == [0.9, 0.98], c
 assert c['optimizer']['eps'] == 1e-6 and c['options']['weight_decay'] == 0.2 and 'model_cfg' in c"
 # lr 1 on 16 steps drives the log scale below 0: it must stop at 0
-bm-train -q --mode contrastive -m "$MODEL" -o "$T/hi.safetensors" --epochs 1 --batch 4 --lr 1 --lock-text \
-  --fraction 0.5 "$T/tr.bmr"
+bm-train -q -j 1 --mode contrastive -m "$MODEL" -o "$T/hi.safetensors" --epochs 1 --batch 4 --lr 1 --lock-text \
+  --fraction 0.25 "$T/tr.bmr"
 check "the log scale is clamped at 0 after each step (lr 1)" st "$T/hi.safetensors" "$T/ref.safetensors" \
   "a['logit_scale'] == 0 and same('text.')"
 
-# ---- bit identities (2 epochs of 4 steps on half the training set) ----
-S="bm-train -q --mode contrastive -m $MODEL --epochs 2 --batch 8 --fraction 0.5 --seed $seed"
+# ---- bit identities (2 epochs of 6 steps on a quarter of the training set) ----
+S="bm-train -q -j 1 --mode contrastive -m $MODEL --epochs 2 --batch 8 --fraction 0.25 --seed $seed"
 $S --lock-image -o "$T/li.safetensors" "$T/tr.bmr"
 check "--lock-image: every image tower tensor as the model's, bit for bit; the text tower trained" \
   st "$T/li.safetensors" "$T/ref.safetensors" "same('visual.') and not same('text.')"
@@ -104,7 +105,7 @@ $S --patch-dropout 0.5 -o "$T/pb.safetensors" "$T/tr.bmr"
 check "--patch-dropout 0.5 changes the run" st "$T/pa.safetensors" "$T/p0.safetensors" "not same('visual.')"
 check "  ... and the same seed gives the same bytes" cmp "$T/pa.last.safetensors" "$T/pb.last.safetensors"
 $S --patch-dropout 0.5 --stop-after 1 -o "$T/pr.safetensors" "$T/tr.bmr"
-bm-train -q --mode contrastive --resume "$T/pr.last.safetensors" -o "$T/pr.safetensors" "$T/tr.bmr"
+bm-train -q -j 1 --mode contrastive --resume "$T/pr.last.safetensors" -o "$T/pr.safetensors" "$T/tr.bmr"
 check "--resume after epoch 1 gives the uninterrupted run's bytes (patch dropout on)" \
   sh -c "cmp '$T/pa.last.safetensors' '$T/pr.last.safetensors' && cmp '$T/pa.safetensors' '$T/pr.safetensors'"
 $S --patch-dropout 0.5 --grad-checkpoint -o "$T/pg.safetensors" "$T/tr.bmr"
