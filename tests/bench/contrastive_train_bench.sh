@@ -5,7 +5,8 @@
 # (contrastive_train_bench.py: timm ViT-B/16 + HF BertModel + open_clip-style
 # projections + CLIP's loss, AdamW) on the same threads; samples/s (steps
 # after the first, from bm-train's --log) and peak RSS of each.
-# Full size (the default) needs about 20 GB and a quiet machine: it is the
+# Full size (the default) needs about 6 GB a run (ViT-B keeps ~140 MB of
+# activations an image) and a quiet machine: it is the
 # lead's to run. SIZE=small tries the plumbing on the tiny test model.
 # Environment: SIZE (full|small), THREADS (default: all cores), BATCH (32),
 # STEPS (3 timed steps), TORCH_PY, BM_BIN, BM_BUILD.
