@@ -11,6 +11,10 @@
 json_t *bm_val_json(const bm_val_result *v) {
   json_t *j = json_object();
   for (int k = 0; k < BM_NSEL; k++) json_object_set_new(j, bm_sel_names[k], bm_json_num(v->v[k]));
+  if (v->has_recall) {
+    json_object_set_new(j, "recall@1_i2t", bm_json_num(v->recall[0]));
+    json_object_set_new(j, "recall@1_t2i", bm_json_num(v->recall[1]));
+  }
   return j;
 }
 

@@ -13,6 +13,8 @@
 /* Loss and the bm-score figures of a validation, indexed by BM_SEL_*. */
 typedef struct {
   double v[BM_NSEL];
+  int has_recall;   /* image-caption pairs: */
+  double recall[2]; /* Recall@1 image->text, text->image */
 } bm_val_result;
 
 /* The run's counters, kept in each checkpoint. */

@@ -50,7 +50,7 @@ bm_val_result bm_train_evaluate(bm_train_task *t, const bm_trainset *vs, int bat
   bm_report_opts ro = {.default_thr = 0.5, .thr_metric = "fixed"};
   json_t *notes = json_array();
   json_t *rep = bm_report_classify(&s, &ro, notes);
-  bm_val_result r = {{total / (double)n}};
+  bm_val_result r = {.v = {total / (double)n}};
   for (int k = 1; k < BM_NSEL; k++) {
     json_t *v = json_object_get(rep, bm_sel_names[k]);
     r.v[k] = json_is_number(v) ? json_number_value(v) : NAN;
@@ -174,6 +174,7 @@ void bm_train_run(bm_train_task *t, const bm_train_opts *o, const bm_trainset *d
       double gnorm = bm_clip_grad_norm(opt, o->clip);
       double f = bm_cosine_warmup(st->step, o->warmup, total);
       bm_adamw_step(opt, f);
+      if (t->after_step) t->after_step(t);
       st->step++, steps_here++;
       sum += gsum;
       double now = bm_now();

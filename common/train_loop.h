@@ -32,6 +32,9 @@ struct bm_train_task {
   /* Validation of the whole of vs: NULL for the classification one (the
    * mean loss on logits and bm-score's figures, bm_train_evaluate). */
   bm_val_result (*evaluate)(bm_train_task *t, const bm_trainset *vs, int batch);
+  /* NULL, or called after every optimizer step (contrastive: the logit
+   * scale's clamp) */
+  void (*after_step)(bm_train_task *t);
   /* Writes a checkpoint at path; moments: with the optimizer's moments. */
   void (*save)(bm_train_task *t, const char *path, int moments, const bm_train_state *st);
   void (*free)(bm_train_task *t);

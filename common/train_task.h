@@ -17,4 +17,8 @@ void bm_task_linear(bm_train_task *t, const bm_train_opts *o, const bm_trainset 
  * head starts as torch's nn.Linear, seeded */
 void bm_task_finetune(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
                       const float *pw, const bm_linhead *ck);
+/* contrastive: both towers of model and its logit scale on image-caption
+ * pairs (CLIP's loss, clip_loss.h); --lock-image / --lock-text freeze a
+ * tower. A resumed run's model is its checkpoint (towers and scale). */
+void bm_task_contrastive(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model);
 #endif

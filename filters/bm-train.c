@@ -120,7 +120,8 @@ static void check_mode(bm_train_opts *o, const seen *s) {
     if (!o->model && !o->resume) bm_usage_die("--mode finetune needs -m MODEL (the model whose image tower it trains)");
     if (o->model && o->resume) bm_usage_die("-m and --resume: a resumed run goes on from the tower of its checkpoint");
   }
-  if (!o->model && !o->resume) bm_usage_die("--mode %s needs -m MODEL (the model whose towers it trains)%s", mn, PENDING);
+  if (!o->model && !o->resume) bm_usage_die("--mode %s needs -m MODEL (the model whose towers it trains)%s", mn,
+                                            o->mode == BM_MODE_CONTRASTIVE ? "" : PENDING);
   if (o->model && o->resume) bm_usage_die("-m and --resume: a resumed run goes on from the towers of its checkpoint");
   if (is_mode(o, BM_MODE_FINETUNE, BM_MODE_FUSION, BM_MODE_REGULARIZED)) {
     if (s->lr) bm_usage_die("--lr: --mode %s takes --lr-encoder (the %s) and --lr-head (the head)", mn,
@@ -404,6 +405,9 @@ int main(int argc, char **argv) {
     bm_trainset_load(o.val, need, o.feat, ds.dims, mp, 0, pairs, mode_arg, &vs);
     val_fits(&vs, &ds);
   }
+  if (o.mode == BM_MODE_CONTRASTIVE && !ds.pairs) /* its class targets would be silently unused */
+    bm_die("%s: a classification set (header task %s); --mode contrastive trains on image-caption pairs "
+           "(bm-decode --format pairs)", ds.name, ds.multilabel ? "multilabel" : "multiclass");
   if (ds.label_text + vs.label_text && !o.quiet)
     bm_warn("%ld training and %ld validation records have a \"text\" that names a class: training on them "
             "(--allow-label-text)", ds.label_text, vs.label_text);
@@ -417,13 +421,14 @@ int main(int argc, char **argv) {
     for (int k = 0; k < ds.C; k++)
       if (!npos[k]) bm_warn("%s: class \"%s\" has no positive record in the training set: weight 1", ds.name, ds.classes[k]);
   }
-  if (BM_MODE_MULTIMODAL(o.mode)) { /* TEMPORARY: see PENDING */
+  if (BM_MODE_MULTIMODAL(o.mode) && o.mode != BM_MODE_CONTRASTIVE) { /* TEMPORARY: see PENDING */
     bm_warn("--mode %s: not yet built (options, %ld records and the model checked)", bm_mode_names[o.mode], ds.n);
     exit(2);
   }
   bm_train_task task;
   const bm_linhead *from = o.resume ? &ck : NULL;
   if (o.mode == BM_MODE_LINEAR) bm_task_linear(&task, &o, &ds, pw, from);
+  else if (o.mode == BM_MODE_CONTRASTIVE) bm_task_contrastive(&task, &o, &ds, &model);
   else bm_task_finetune(&task, &o, &ds, &model, pw, from);
   bm_train_state st = {.best = NAN, .n_train = ds.n, .n_used = m, .npos = npos};
   if (o.resume) {
