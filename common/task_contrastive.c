@@ -6,9 +6,10 @@
  *   txt[B,E] = text tower(captions)     (bert_train.h, "text" as text_batch.h packs it)
  *   loss = bm_clip_loss(img, txt, log_scale)
  *
- * one learning rate, AdamW groups: matrices with weight decay; norms,
- * biases, embeddings (cls, pos, word, position, type) and logit_scale
- * without. The log scale is clamped to [0, ln 100] after every step.
+ * one learning rate, AdamW groups as open_clip's training script makes
+ * them: no weight decay on tensors of fewer than 2 dimensions or named
+ * bn/ln/bias/logit_scale; decay on the rest, embeddings (cls, pos, word,
+ * position, type) included, unlike the timm-style groups of finetune. The log scale is clamped to [0, ln 100] after every step.
  * The checkpoint is the whole model under open_clip's names with
  * logit_scale, its config and vocabulary: bm-embed-img -m and bm-embed-txt -m
  * read it as they read BiomedCLIP. */
@@ -232,6 +233,11 @@ static void clip_free(bm_train_task *t) {
   free(c);
 }
 
+/* open_clip's main.py: exclude = p.ndim < 2 or "bn"/"ln"/"bias"/"logit_scale" in the name */
+static int open_clip_decays(const char *name, int ndim) {
+  return ndim >= 2 && !strstr(name, "bn") && !strstr(name, "ln") && !strstr(name, "bias") && !strstr(name, "logit_scale");
+}
+
 void bm_task_contrastive(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model) {
   clip *c = bm_xcalloc(1, sizeof *c);
   c->o = o, c->ds = ds, c->model = model, c->E = model->embed_dim;
@@ -247,9 +253,13 @@ void bm_task_contrastive(bm_train_task *t, const bm_train_opts *o, const bm_trai
   for (int i = 0; i < c->vt.nt; i++) {
     float *g = bm_vit_train_grad(&c->vt, i);
     const bm_vt_tensor *q = &c->vt.t[i];
-    if (g) bm_adamw_add_param(&c->opt, q->name, c->vt.p + q->off, g, q->n, q->decay ? gd : gn);
+    if (g) bm_adamw_add_param(&c->opt, q->name, c->vt.p + q->off, g, q->n, open_clip_decays(q->name, q->ndim) ? gd : gn);
   }
-  if (!c->bt.frozen) bm_bert_train_add_params(&c->bt, &c->opt, gd, gn);
+  for (int i = 0; i < c->bt.nt; i++) {
+    float *g = bm_bert_train_grad(&c->bt, i);
+    const bm_bt_tensor *q = &c->bt.t[i];
+    if (g) bm_adamw_add_param(&c->opt, q->name, c->bt.p + q->off, g, q->n, open_clip_decays(q->name, q->ndim) ? gd : gn);
+  }
   bm_adamw_add_param(&c->opt, "logit_scale", &c->log_scale, &c->glog_scale, 1, gn);
   c->X = bm_xmalloc(bm_mul_size((size_t)o->batch * (size_t)ds->D, sizeof(float)));
   bm_text_batch_init(&c->tb);
