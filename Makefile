@@ -78,6 +78,7 @@ fixtures: fixtures-model
 	$(TORCH_PY) tests/ref/make_optim_fixture.py tests/fixtures/optim.bmr
 	$(TORCH_PY) tests/ref/make_clip_loss_fixture.py tests/fixtures/clip_loss.bmr
 	$(TORCH_PY) tests/ref/make_backward_fixture.py tests/fixtures/backward.bmr
+	$(TORCH_PY) tests/ref/make_fusion_fixture.py tests/fixtures/fusion.bmr
 	$(TORCH_PY) tests/ref/make_linear_fixture.py tests/fixtures/linear
 	$(TORCH_PY) tests/ref/make_finetune_fixture.py tests/fixtures/finetune.bmr
 	$(TORCH_PY) tests/ref/make_bert_train_fixture.py tests/fixtures/bert_train.bmr

@@ -150,4 +150,31 @@ void bm_dropout(float *y, const float *x, size_t n, float p, uint64_t seed, uint
 void bm_dropout_backward(float *dx, const float *dy, size_t n, float p, uint64_t seed,
                          uint64_t step, uint64_t site);
 
+/* ---- cross-attention (bw_xattn.c) ---- */
+
+/* Multi-head attention of one packed set of rows over another: the queries of
+ * sequence s (rows qstart[s] .. +qlen[s] of q[*, C]) attend only to the keys
+ * and values of kv sequence s (rows kstart[s] .. +klen[s] of kv[*, 2C], k in
+ * columns [0,C), v in [C,2C)); heads of hd = C/heads columns, scores
+ * q.k/sqrt(hd), no mask. out[*, C] rows of each q sequence are written.
+ * P keeps, for sequence s and head h, a [qlen[s], klen[s]] block at float
+ * offset heads * sum_{r<s} qlen[r]*klen[r] + h * qlen[s]*klen[s].
+ * Every length must be >= 1. (sequence, head) pairs run in parallel, each
+ * owning its block of P and its columns of out: the same bits for any
+ * thread count. */
+size_t bm_xattn_probs_size(const int *qlen, const int *klen, int nseq, int heads);
+/* Per-thread scratch (floats) for bm_xattn_backward: threads * max
+ * qlen[s]*klen[s], for the thread count at the time of the call. */
+size_t bm_xattn_backward_scratch(const int *qlen, const int *klen, int nseq);
+void bm_xattn_train(float *out, float *P, const float *q, const float *kv, const int *qstart,
+                    const int *qlen, const int *kstart, const int *klen, int nseq, int C, int heads);
+/* dq[*, C] and dkv[*, 2C] = d/dq, d/dkv from dout[*, C], the forward's q, kv
+ * and P. Rows of each q sequence of dq and of each kv sequence of dkv are
+ * written (=); other rows are untouched. The kv sequences must not overlap
+ * (each job writes its kv rows without a sum over sequences). Either of dq,
+ * dkv may be NULL. scratch: bm_xattn_backward_scratch floats. */
+void bm_xattn_backward(float *dq, float *dkv, const float *dout, const float *q, const float *kv,
+                       const float *P, const int *qstart, const int *qlen, const int *kstart,
+                       const int *klen, int nseq, int C, int heads, float *scratch);
+
 #endif
