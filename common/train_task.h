@@ -17,4 +17,10 @@ void bm_task_linear(bm_train_task *t, const bm_train_opts *o, const bm_trainset 
  * head starts as torch's nn.Linear, seeded */
 void bm_task_finetune(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
                       const float *pw, const bm_linhead *ck);
+/* fusion, regularized: both towers' tokens, the co-attention fusion
+ * (fusion.h: concatenated or averaged pooled streams), dropout and a head
+ * end to end; --text prompt|both adds learned prompt vectors "prompt.ctx".
+ * ck: fusion.*, prompt.ctx and the head are copied from its tensors. */
+void bm_task_fusion(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
+                    const float *pw, const bm_linhead *ck);
 #endif
