@@ -283,8 +283,8 @@ static int read_tokens(bm_reader *r, const msgpack_object *rec, const char *key,
   if (k < 0) bm_die("%s: \"%s\": %s", where, key, err);
   if ((t.dtype != BM_F16 && t.dtype != BM_F32) || t.ndim != 2 || t.shape[1] != D || t.shape[0] < 1 ||
       t.shape[0] > (1 << 20))
-    bm_die("%s: \"%s\" is %s with %d dimensions, expected f16 [N,%d] (the fusion of %s)", where, key,
-           bm_dtype_name(t.dtype), t.ndim, D, model);
+    bm_die("%s: \"%s\" is %s with %d dimensions (last %lld), expected f16 [N,%d] (the fusion of %s)", where, key,
+           bm_dtype_name(t.dtype), t.ndim, t.ndim ? (long long)t.shape[t.ndim - 1] : 0LL, D, model);
   if ((size_t)t.numel > *cap) *buf = bm_xrealloc(*buf, bm_mul_size((size_t)t.numel, sizeof(float))), *cap = (size_t)t.numel;
   bm_tensor_to_f32(&t, *buf);
   for (int64_t i = 0; i < t.numel; i++)
