@@ -52,9 +52,10 @@ tol = float(sys.argv[4])
 print(f"pipeline loss {loss:.8f}, training code {want:.8f}, |diff| {abs(loss - want):.2e} (tolerance {tol:g})")
 assert len(recs) > 0 and math.isfinite(loss) and abs(loss - want) <= tol * max(1.0, abs(want))
 PYEOF
-# f16 tokens (bm-embed-img/txt --tokens) carry 11 significant bits: relative
-# 4.9e-4 per value; through the fusion and head the loss moves by ~1e-4
-TOL=2e-3
+# f16 tokens (bm-embed-img/txt --tokens) carry 11 significant bits (relative
+# 4.9e-4 per value); through the fusion and head the mean loss moved by
+# 0.7e-5 to 1.4e-5 in trials (CE and weighted BCE): a 20x margin
+TOL=3e-4
 parity() { $PY "$T/parity.py" "$1" "$2" "$EX" $TOL; }
 
 # ---- fusion on HAM10000 (metadata text, --text key) ----
