@@ -62,6 +62,7 @@ parity() { $PY "$T/parity.py" "$1" "$2" "$EX" $TOL; }
 check "fusion trains on images + metadata text" $TR --mode fusion --epochs 10 --val "$T/h-val.bmr" -o "$T/fu.safetensors" "$T/h-train.bmr"
 apply "$T/fu.safetensors" "$T/h-test.bmr" "$T/fu-test.bmr"
 acc=$(metric "$T/fu-test.bmr" accuracy)
+# (0.67-0.85 over 5 data seeds)
 check "  ... test accuracy through the pipeline $acc >= 0.5 (chance 1/7)" $PY -c "assert $acc >= 0.5"
 apply "$T/fu.last.safetensors" "$T/h-val.bmr" "$T/fu-val.bmr"
 check "  ... the pipeline's scores give the training code's validation loss (within $TOL)" parity "$T/fu.last.safetensors" "$T/fu-val.bmr"
@@ -86,7 +87,8 @@ check "regularized trains on NIH (prompts only, --dropout, --weight-decay)" $TR 
   --dropout 0.1 --weight-decay 1e-4 --val "$T/n-val.bmr" -o "$T/re.safetensors" "$T/n-train.bmr"
 apply "$T/re.safetensors" "$T/n-test.bmr" "$T/re-test.bmr"
 auc=$(metric "$T/re-test.bmr" auc_macro)
-check "  ... test macro AUC through the pipeline $auc >= 0.75 (chance 0.5)" $PY -c "assert $auc >= 0.75"
+# (0.83-0.96 over 6 data seeds; the NIH test split is small, 16-51 images)
+check "  ... test macro AUC through the pipeline $auc >= 0.7 (chance 0.5)" $PY -c "assert $auc >= 0.7"
 apply "$T/re.last.safetensors" "$T/n-val.bmr" "$T/re-val.bmr"
 check "  ... the pipeline's scores give the training code's weighted-BCE validation loss" parity "$T/re.last.safetensors" "$T/re-val.bmr"
 check "  ... the checkpoint: prompt.ctx [8, W], averaged fusion, loss.pos_weight" $PY -c "
