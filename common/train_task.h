@@ -21,4 +21,10 @@ void bm_task_finetune(bm_train_task *t, const bm_train_opts *o, const bm_trainse
  * pairs (CLIP's loss, clip_loss.h); --lock-image / --lock-text freeze a
  * tower. A resumed run's model is its checkpoint (towers and scale). */
 void bm_task_contrastive(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model);
+/* fusion, regularized: both towers' tokens, the co-attention fusion
+ * (fusion.h: concatenated or averaged pooled streams), dropout and a head
+ * end to end; --text prompt|both adds learned prompt vectors "prompt.ctx".
+ * ck: fusion.*, prompt.ctx and the head are copied from its tensors. */
+void bm_task_fusion(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
+                    const float *pw, const bm_linhead *ck);
 #endif

@@ -16,6 +16,8 @@
 #include "held.h"
 #include "kernels.h"
 #include "model.h"
+#include "text_batch.h"
+#include "train_opts.h"
 #include "record.h"
 #include "util.h"
 
@@ -26,7 +28,9 @@ static const char usage[] =
     "\"txt_emb\" f32 [E], L2-normalized. Records without \"text\" pass through (counted\n"
     "in a warning at the end). Reads FILE or stdin, writes stdout.\n"
     "\n"
-    "  -m, --model PATH      the hub folder, a torch .bin or a .safetensors checkpoint\n"
+    "  -m, --model PATH      the hub folder, a torch .bin or a .safetensors checkpoint;\n"
+    "                        a bm-train fusion/regularized one feeds its text mode and\n"
+    "                        learned prompts (prompt.ctx) as the training did\n"
     "  -t, --tokens          also add \"txt_tokens\" f16 [L,W]: the last hidden state of\n"
     "                        every token ([CLS] first, no padding)\n"
     "  -c, --classes FILE    zero-shot class embeddings instead: one class per line,\n"
@@ -66,7 +70,35 @@ typedef struct {
   float *tok;   /* [batch * context, W] with --tokens */
   bm_cuda *gpu; /* with --device cuda: the tower runs there */
   bm_cuda_bert *gbert;
+  /* a fusion/regularized checkpoint's text input (text_batch.h): source
+   * BM_TEXT_KEY|PROMPT|BOTH, or -1 for a plain model; ctx [n_ctx, W] */
+  int source, n_ctx;
+  float *ctx;
+  bm_text_batch tb;
 } encoder;
+
+/* A bm-train fusion or regularized checkpoint feeds its text tower what the
+ * training fed it: config "text" (key, prompt, both) and "prompt.ctx". */
+static void encoder_text_mode(encoder *e, const char *path) {
+  e->source = -1;
+  json_t *cfg = e->m.ws.config_json ? json_loads(e->m.ws.config_json, 0, NULL) : NULL;
+  const char *mode = json_string_value(json_object_get(cfg, "mode"));
+  if (mode && (!strcmp(mode, "fusion") || !strcmp(mode, "regularized"))) {
+    const char *text = json_string_value(json_object_get(cfg, "text"));
+    e->source = text ? bm_name_index(text, bm_text_names, BM_NTEXT) : -1;
+    if (e->source < 0) bm_die("%s: a %s checkpoint whose config \"text\" is not key, prompt or both", path, mode);
+    if (e->source != BM_TEXT_KEY) {
+      const bm_bert *b = &e->m.bert;
+      const bm_weight *w = bm_weights_get(&e->m.ws, "prompt.ctx");
+      if (!w || w->ndim != 2 || w->shape[1] != b->width || w->shape[0] < 1 || w->shape[0] + 2 > b->context)
+        bm_die("%s: a %s checkpoint with --text %s needs \"prompt.ctx\" [n_ctx, %d]", path, mode, text, b->width);
+      e->n_ctx = (int)w->shape[0];
+      e->ctx = bm_weight_to_f32(w);
+      if (!e->ctx) bm_die("%s: \"prompt.ctx\" is not a float tensor", path);
+    }
+  }
+  json_decref(cfg);
+}
 
 static void encoder_init(encoder *e, const options *opt) {
   char err[1024];
@@ -78,23 +110,34 @@ static void encoder_init(encoder *e, const options *opt) {
   e->len = bm_xmalloc(sizeof(int) * (size_t)opt->batch);
   e->emb = bm_xmalloc(bm_mul_size((size_t)opt->batch * b->embed_dim, sizeof(float)));
   if (opt->tokens) e->tok = bm_xmalloc(bm_mul_size(cap * b->width, sizeof(float)));
+  bm_text_batch_init(&e->tb);
+  encoder_text_mode(e, opt->model);
   if (bm_device_is_cuda(opt->device)) {
     if (!(e->gpu = bm_cuda_open(opt->device, err, sizeof err))) bm_die("--device %s", err);
     e->gbert = bm_cuda_bert_new(e->gpu, b, opt->prec, (int)opt->batch, (int)cap);
+    if (e->ctx) bm_cuda_bert_set_ctx(e->gbert, e->ctx, e->n_ctx);
     if (!opt->quiet) bm_warn("text tower on %s in %s", bm_cuda_describe(e->gpu), bm_prec_name(opt->prec));
   }
 }
 
 static void encoder_free(encoder *e) {
   bm_bert_acts_free(&e->acts);
-  free(e->ids), free(e->start), free(e->len), free(e->emb), free(e->tok);
+  free(e->ids), free(e->start), free(e->len), free(e->emb), free(e->tok), free(e->ctx);
+  bm_text_batch_free(&e->tb);
   bm_cuda_bert_free(e->gbert);
   bm_cuda_close(e->gpu);
   bm_model_free(&e->m);
 }
 
 static void encoder_add_n(encoder *e, const char *text, size_t len) {
-  int L = bm_tokenize_n(e->m.tok, text, len, e->ids + e->ntok, e->m.bert.context);
+  int L;
+  if (e->source >= 0) { /* the ids bm-train made: text_batch.h */
+    bm_text_batch_clear(&e->tb);
+    L = bm_text_batch_add(&e->tb, e->m.tok, e->source, e->n_ctx, e->m.bert.context, text, len);
+    if (L > 0) memcpy(e->ids + e->ntok, e->tb.ids, sizeof(int32_t) * (size_t)L);
+  } else {
+    L = bm_tokenize_n(e->m.tok, text, len, e->ids + e->ntok, e->m.bert.context);
+  }
   if (L < 1 || L > e->m.bert.context) bm_die("the tokenizer returned %d ids for a text", L);
   e->start[e->n] = e->ntok;
   e->len[e->n++] = L;
@@ -107,7 +150,8 @@ static void encoder_run(encoder *e, int tokens) {
   if (e->n && e->gbert)
     bm_cuda_bert_forward(e->gbert, e->ids, e->start, e->len, e->n, e->emb, tokens ? e->tok : NULL);
   else if (e->n)
-    bm_bert_forward(&e->m.bert, &e->acts, e->ids, e->start, e->len, e->n, e->emb, tokens ? e->tok : NULL);
+    bm_bert_forward_ctx(&e->m.bert, &e->acts, e->ids, e->start, e->len, e->n, e->ctx, e->emb,
+                        tokens ? e->tok : NULL);
 }
 
 /* ---- records mode ---- */
@@ -148,8 +192,11 @@ static int embed_records(const options *opt) {
         cap_held = 2 * (i + 1);
         txt_of = bm_xrealloc(txt_of, sizeof(int) * (size_t)cap_held);
       }
-      txt_of[i] = t ? e.n : -1;
-      if (t) {
+      /* learned prompts alone need no text */
+      txt_of[i] = t || e.source == BM_TEXT_PROMPT ? e.n : -1;
+      if (!t && e.source == BM_TEXT_PROMPT) {
+        encoder_add_n(&e, "", 0);
+      } else if (t) {
         /* msgpack strings are not NUL-terminated and may hold U+0000, which
          * the tokenizer drops as BERT's cleaning does */
         encoder_add_n(&e, t->via.str.ptr, t->via.str.size);
@@ -289,6 +336,7 @@ static int embed_classes(const options *opt) {
   encoder e;
   memset(&e, 0, sizeof e);
   encoder_init(&e, &o2);
+  e.source = -1; /* class prompts are plain text, whatever a checkpoint learned */
   int E = e.m.bert.embed_dim;
   bm_writer *w = bm_writer_open(NULL);
   bm_out o;

@@ -9,12 +9,14 @@
  * names and the task. C and the order are the data's classes (its header)
  * when it names them, else the order of CLASSES.bmr. */
 #include <getopt.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "cuda/bmcuda.h"
+#include "fusion.h"
 #include "linhead.h"
 #include "record.h"
 #include "util.h"
@@ -36,9 +38,12 @@ static const char usage[] =
     "                       use the prompt class of the same name\n"
     "      --softmax        multilabel data without negative prompts: take the\n"
     "                       softmax across classes anyway (see the man page)\n"
-    "  -m, --model CKPT     apply the linear head bm-train --mode linear wrote\n"
-    "                       instead: \"scores\" = logits, \"prob\" = softmax\n"
-    "                       (multiclass) or sigmoid (multilabel)\n"
+    "  -m, --model CKPT     apply the head bm-train wrote instead: \"scores\" =\n"
+    "                       logits, \"prob\" = softmax (multiclass) or sigmoid\n"
+    "                       (multilabel). linear, finetune: the head on the\n"
+    "                       features; fusion, regularized: the fusion and head on\n"
+    "                       \"img_tokens\" and \"txt_tokens\" (bm-embed-img -m CKPT\n"
+    "                       --tokens | bm-embed-txt -m CKPT --tokens)\n"
     "  -d, --device DEV     cpu (default), cuda or cuda:N: checked, but the work\n"
     "                       (a few small products per record) stays on the CPU\n"
     "  -q, --quiet          no summary line on stderr\n"
@@ -234,6 +239,62 @@ static bm_reader *open_input(const char *input, const char *input_name, const ms
   return r;
 }
 
+/* The input's header checked against a trained head's classes and task
+ * (data: the header's class names, nd of them or -1; freed), and the output
+ * header written with them. Returns bm_write_header's status. */
+static int head_header(const options *opt, const char *input_name, const msgpack_object *h, char **data, int nd,
+                       int C, const char *const *classes, int multilabel, const char *mode, const char *features,
+                       bm_writer *w, bm_out *o) {
+  if (nd >= 0) { /* the order of the scores must be the order of the targets */
+    if (nd != C)
+      bm_die("%s: the header names %d classes, the head %s was trained on %d", input_name, nd, opt->model, C);
+    for (int k = 0; k < nd; k++)
+      if (strcmp(data[k], classes[k]))
+        bm_die("%s: class %d is \"%s\" in the header, \"%s\" in %s", input_name, k, data[k], classes[k], opt->model);
+    bm_free_strings(data, nd);
+  }
+  const msgpack_object *task_obj = h ? bm_map_get(h, "task") : NULL;
+  const char *task = multilabel ? "multilabel" : "multiclass";
+  if (task_obj && !bm_obj_is_str(task_obj, task))
+    bm_die("%s: the header's task is not \"%s\", the task of %s", input_name, task, opt->model);
+  msgpack_packer *pk = bm_out_key(o, "classes");
+  msgpack_pack_array(pk, (size_t)C);
+  for (int k = 0; k < C; k++) bm_pack_str(pk, classes[k]);
+  bm_out_str(o, "task", task);
+  pk = bm_out_key(o, "head");
+  msgpack_pack_map(pk, 4);
+  bm_pack_str(pk, "model");
+  bm_pack_str(pk, opt->model);
+  bm_pack_str(pk, "mode");
+  bm_pack_str(pk, mode);
+  bm_pack_str(pk, "features");
+  bm_pack_str(pk, features);
+  bm_pack_str(pk, "prob");
+  bm_pack_str(pk, multilabel ? "sigmoid per class" : "softmax across classes");
+  return bm_write_header(w, h, o);
+}
+
+/* One record's tokens tensor key [rows, D] into a float buffer (grown);
+ * returns the rows, 0 when the record has no key; dies on a bad tensor. */
+static int read_tokens(bm_reader *r, const msgpack_object *rec, const char *key, int D, float **buf, size_t *cap,
+                       const char *model) {
+  bm_tensor t;
+  char err[256], where[512];
+  int k = bm_rec_tensor(rec, key, &t, err, sizeof err);
+  if (k == 0) return 0;
+  bm_reader_where(r, where, sizeof where);
+  if (k < 0) bm_die("%s: \"%s\": %s", where, key, err);
+  if ((t.dtype != BM_F16 && t.dtype != BM_F32) || t.ndim != 2 || t.shape[1] != D || t.shape[0] < 1 ||
+      t.shape[0] > (1 << 20))
+    bm_die("%s: \"%s\" is %s with %d dimensions (last %lld), expected f16 [N,%d] (the fusion of %s)", where, key,
+           bm_dtype_name(t.dtype), t.ndim, t.ndim ? (long long)t.shape[t.ndim - 1] : 0LL, D, model);
+  if ((size_t)t.numel > *cap) *buf = bm_xrealloc(*buf, bm_mul_size((size_t)t.numel, sizeof(float))), *cap = (size_t)t.numel;
+  bm_tensor_to_f32(&t, *buf);
+  for (int64_t i = 0; i < t.numel; i++)
+    if (!isfinite((*buf)[i])) bm_die("%s: \"%s\" holds a value that is not finite", where, key);
+  return (int)t.shape[0];
+}
+
 /* -m: the linear head of a bm-train checkpoint on each record's features. */
 static int apply_head(const options *opt, const char *input, const char *input_name) {
   bm_linhead hd;
@@ -243,38 +304,12 @@ static int apply_head(const options *opt, const char *input, const char *input_n
   char **data;
   int nd;
   bm_reader *r = open_input(input, input_name, &h, &data, &nd);
-  if (nd >= 0) { /* the order of the scores must be the order of the targets */
-    if (nd != hd.C)
-      bm_die("%s: the header names %d classes, the head %s was trained on %d", input_name, nd, opt->model, hd.C);
-    for (int k = 0; k < nd; k++)
-      if (strcmp(data[k], hd.classes[k]))
-        bm_die("%s: class %d is \"%s\" in the header, \"%s\" in %s", input_name, k, data[k], hd.classes[k],
-               opt->model);
-    bm_free_strings(data, nd);
-  }
-  const msgpack_object *task_obj = h ? bm_map_get(h, "task") : NULL;
-  const char *task = hd.multilabel ? "multilabel" : "multiclass";
-  if (task_obj && !bm_obj_is_str(task_obj, task))
-    bm_die("%s: the header's task is not \"%s\", the task of %s", input_name, task, opt->model);
-
   bm_writer *w = bm_writer_open("-");
   bm_out o;
   bm_out_init(&o);
-  msgpack_packer *pk = bm_out_key(&o, "classes");
-  msgpack_pack_array(pk, (size_t)hd.C);
-  for (int k = 0; k < hd.C; k++) bm_pack_str(pk, hd.classes[k]);
-  bm_out_str(&o, "task", task);
-  pk = bm_out_key(&o, "head");
-  msgpack_pack_map(pk, 4);
-  bm_pack_str(pk, "model");
-  bm_pack_str(pk, opt->model);
-  bm_pack_str(pk, "mode");
-  bm_pack_str(pk, "linear");
-  bm_pack_str(pk, "features");
-  bm_pack_str(pk, bm_feat_name(hd.feat));
-  bm_pack_str(pk, "prob");
-  bm_pack_str(pk, hd.multilabel ? "sigmoid per class" : "softmax across classes");
-  if (bm_write_header(w, h, &o)) return 1;
+  if (head_header(opt, input_name, h, data, nd, hd.C, (const char *const *)hd.classes, hd.multilabel, "linear",
+                  bm_feat_name(hd.feat), w, &o))
+    return 1;
 
   float *x = bm_xmalloc(bm_mul_size((size_t)hd.D, sizeof(float)));
   float *scores = bm_xmalloc(sizeof(float) * (size_t)hd.C), *prob = bm_xmalloc(sizeof(float) * (size_t)hd.C);
@@ -308,6 +343,107 @@ static int apply_head(const options *opt, const char *input, const char *input_n
   bm_linhead_free(&hd);
   free(x), free(scores), free(prob);
   return bad;
+}
+
+/* -m with a fusion or regularized checkpoint: its fusion module and head on
+ * each record's img_tokens and txt_tokens, one record at a time (the
+ * forward of bm-train's validation, on f16-rounded tokens). */
+static int apply_fusion(const options *opt, bm_weights *ws, json_t *cfg, const char *mode, const char *input,
+                        const char *input_name) {
+  const char *m = opt->model;
+  json_t *fj = json_object_get(cfg, "fusion");
+  const char *comb = json_string_value(json_object_get(fj, "combine"));
+  bm_fusion_cfg fc = {.Di = (int)json_integer_value(json_object_get(fj, "img_dim")),
+                      .Dt = (int)json_integer_value(json_object_get(fj, "txt_dim")),
+                      .F = (int)json_integer_value(json_object_get(fj, "width")),
+                      .layers = (int)json_integer_value(json_object_get(fj, "layers")),
+                      .heads = (int)json_integer_value(json_object_get(fj, "heads")),
+                      .mlp = (int)json_integer_value(json_object_get(fj, "mlp")),
+                      .combine = comb && !strcmp(comb, "mean") ? BM_FUSE_MEAN : BM_FUSE_CONCAT};
+  const char *why = bm_fusion_check_cfg(&fc);
+  if (!json_is_object(fj) || !comb || (strcmp(comb, "mean") && strcmp(comb, "concat")) || why)
+    bm_die("-m %s: config \"fusion\" is missing or not usable%s%s", m, why ? ": " : "", why ? why : "");
+  char err[1024];
+  bm_fusion fu;
+  if (bm_fusion_load(&fu, &fc, ws, err, sizeof err)) bm_die("-m %s: %s", m, err);
+  json_t *cls = json_object_get(cfg, "classes");
+  const char *task = json_string_value(json_object_get(cfg, "task"));
+  int C = (int)json_array_size(cls), K = bm_fusion_out_dim(&fu.cfg);
+  if (C < 1 || !task || (strcmp(task, "multiclass") && strcmp(task, "multilabel")))
+    bm_die("-m %s: config \"classes\" or \"task\" missing", m);
+  char **classes = bm_xcalloc((size_t)C + 1, sizeof *classes);
+  for (int k = 0; k < C; k++) {
+    const char *c = json_string_value(json_array_get(cls, (size_t)k));
+    if (!c) bm_die("-m %s: config \"classes\" holds a value that is not a string", m);
+    classes[k] = bm_xstrdup(c);
+  }
+  int64_t shw[2] = {C, K};
+  const bm_weight *hw = bm_weights_expect(ws, "head.weight", 2, shw, err, sizeof err);
+  const bm_weight *hb = hw ? bm_weights_expect(ws, "head.bias", 1, shw, err, sizeof err) : NULL;
+  if (!hw || !hb) bm_die("-m %s: %s", m, err);
+  float *W = bm_weight_to_f32(hw), *b = bm_weight_to_f32(hb);
+  if (!W || !b) bm_die("-m %s: head.weight and head.bias must be floats", m);
+  int multilabel = !strcmp(task, "multilabel");
+  const msgpack_object *h;
+  char **data;
+  int nd;
+  bm_reader *r = open_input(input, input_name, &h, &data, &nd);
+  bm_writer *w = bm_writer_open("-");
+  bm_out o;
+  bm_out_init(&o);
+  if (head_header(opt, input_name, h, data, nd, C, (const char *const *)classes, multilabel, mode,
+                  "img_tokens+txt_tokens", w, &o))
+    return 1;
+  bm_fusion_acts fa = {0};
+  float *xi = NULL, *xt = NULL, *out = bm_xmalloc(sizeof(float) * (size_t)K);
+  size_t capi = 0, capt = 0;
+  float *scores = bm_xmalloc(sizeof(float) * (size_t)C), *prob = bm_xmalloc(sizeof(float) * (size_t)C);
+  long scored = 0, passed = 0;
+  const msgpack_object *rec;
+  int got;
+  while ((got = bm_reader_next(r, &rec)) == 1) {
+    bm_out_reset(&o);
+    int Ti = read_tokens(r, rec, "img_tokens", fc.Di, &xi, &capi, m);
+    int Lt = Ti ? read_tokens(r, rec, "txt_tokens", fc.Dt, &xt, &capt, m) : 0;
+    if (!Ti || !Lt) { /* as the linear head: records without both pass through */
+      passed++;
+      if (bm_write_record(w, rec, &o)) return 1;
+      continue;
+    }
+    int start = 0;
+    bm_fusion_forward(&fu, &fa, xi, 1, Ti, xt, &start, &Lt, out);
+    bm_linhead_forward(out, W, b, 1, K, C, scores);
+    bm_linhead_prob(scores, C, multilabel, prob);
+    if (write_scored(w, rec, &o, C, scores, prob)) return 1;
+    scored++;
+  }
+  int bad = got < 0;
+  if (bm_writer_close(w)) bad = 1;
+  if (!opt->quiet)
+    bm_warn("%ld records scored by the %s model %s (%d classes), %ld without img_tokens and txt_tokens passed through",
+            scored, mode, m, C, passed);
+  bm_out_free(&o);
+  bm_reader_close(r);
+  bm_fusion_free(&fu);
+  bm_fusion_acts_free(&fa);
+  bm_free_strings(classes, C);
+  free(W), free(b), free(xi), free(xt), free(out), free(scores), free(prob);
+  return bad;
+}
+
+/* -m: the checkpoint's mode decides what it applies. */
+static int apply_model(const options *opt, const char *input, const char *input_name) {
+  bm_weights ws;
+  char err[1024];
+  if (bm_weights_load(opt->model, &ws, err, sizeof err)) bm_die("-m: %s", err);
+  json_t *cfg = ws.config_json ? json_loads(ws.config_json, 0, NULL) : NULL;
+  const char *mode = json_string_value(json_object_get(cfg, "mode"));
+  int rc = -1;
+  if (mode && (!strcmp(mode, "fusion") || !strcmp(mode, "regularized")))
+    rc = apply_fusion(opt, &ws, cfg, mode, input, input_name);
+  json_decref(cfg);
+  bm_weights_free(&ws);
+  return rc >= 0 ? rc : apply_head(opt, input, input_name);
 }
 
 int main(int argc, char **argv) {
@@ -358,7 +494,7 @@ int main(int argc, char **argv) {
   if (opt.model) {
     if (opt.classes_path || opt.nmap || opt.softmax || opt.scale != 100)
       bm_usage_die("-m: a trained head needs no --classes, --scale, --map or --softmax");
-    return apply_head(&opt, input, input_name);
+    return apply_model(&opt, input, input_name);
   }
   if (!opt.classes_path) bm_usage_die("--classes CLASSES.bmr (zero-shot) or -m CKPT is required (see --help)");
 

@@ -98,10 +98,6 @@ typedef struct {
   int model, ft, lr, text, nctx, fusion, textlock, lock, pdrop, gck, allow, posw, dropout;
 } seen;
 
-/* TEMPORARY, until the multimodal tasks are plugged in (the integrator
- * removes it and the exit in main): they check everything, then stop. */
-#define PENDING " (not yet built: for now it only checks its options, data and model)"
-
 static int is_mode(const bm_train_opts *o, int a, int b, int c) { return o->mode == a || o->mode == b || o->mode == c; }
 
 /* Which options go with which modes, and the defaults that depend on the
@@ -120,8 +116,7 @@ static void check_mode(bm_train_opts *o, const seen *s) {
     if (!o->model && !o->resume) bm_usage_die("--mode finetune needs -m MODEL (the model whose image tower it trains)");
     if (o->model && o->resume) bm_usage_die("-m and --resume: a resumed run goes on from the tower of its checkpoint");
   }
-  if (!o->model && !o->resume) bm_usage_die("--mode %s needs -m MODEL (the model whose towers it trains)%s", mn,
-                                            o->mode == BM_MODE_CONTRASTIVE ? "" : PENDING);
+  if (!o->model && !o->resume) bm_usage_die("--mode %s needs -m MODEL (the model whose towers it trains)", mn);
   if (o->model && o->resume) bm_usage_die("-m and --resume: a resumed run goes on from the towers of its checkpoint");
   if (is_mode(o, BM_MODE_FINETUNE, BM_MODE_FUSION, BM_MODE_REGULARIZED)) {
     if (s->lr) bm_usage_die("--lr: --mode %s takes --lr-encoder (the %s) and --lr-head (the head)", mn,
@@ -421,15 +416,12 @@ int main(int argc, char **argv) {
     for (int k = 0; k < ds.C; k++)
       if (!npos[k]) bm_warn("%s: class \"%s\" has no positive record in the training set: weight 1", ds.name, ds.classes[k]);
   }
-  if (BM_MODE_MULTIMODAL(o.mode) && o.mode != BM_MODE_CONTRASTIVE) { /* TEMPORARY: see PENDING */
-    bm_warn("--mode %s: not yet built (options, %ld records and the model checked)", bm_mode_names[o.mode], ds.n);
-    exit(2);
-  }
   bm_train_task task;
   const bm_linhead *from = o.resume ? &ck : NULL;
   if (o.mode == BM_MODE_LINEAR) bm_task_linear(&task, &o, &ds, pw, from);
   else if (o.mode == BM_MODE_CONTRASTIVE) bm_task_contrastive(&task, &o, &ds, &model);
-  else bm_task_finetune(&task, &o, &ds, &model, pw, from);
+  else if (o.mode == BM_MODE_FINETUNE) bm_task_finetune(&task, &o, &ds, &model, pw, from);
+  else bm_task_fusion(&task, &o, &ds, &model, pw, from);
   bm_train_state st = {.best = NAN, .n_train = ds.n, .n_used = m, .npos = npos};
   if (o.resume) {
     bm_train_resume_state(o.resume, &ck.ws, ck.config, o.epochs, task.opt, &st);

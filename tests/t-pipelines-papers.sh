@@ -122,27 +122,21 @@ sh "$PL/seed001.sh" --dataset nih --parts zero-shot --threads 2 "$T/nih" "$M" "$
 check_eq "seed001.sh nih zero-shot (negative prompts, thresholds from val): exit 0" "$?" 0
 check "  ... scored as multi-label" grep -q '"thresholds_from"' "$T/o1n/zero-shot.json"
 
-# The multimodal parts, built on other branches. MERGE: once bm-train has
-# --mode fusion|regularized, delete the `built` gate below so that these
-# checks can never be skipped (retrieval and contrastive are built).
-built() { # MODE: bm-train knows --mode MODE (it says "not yet" or knows no --text otherwise)
-  bm-train --mode "$1" -m "$M" --text key -o "$T/probe.safetensors" "$T/none.bmr" 2>&1 |
-    grep -q -e 'not yet' -e 'unrecognized option' -e 'unknown option' && return 1
-  return 0
-}
-if built fusion && built regularized; then
-  eval sh "$PL/seed000.sh" --dataset ham10000 --experiments "'fusion regularized'" --seeds "'0 1'" --epochs 6 \
-    --lr-encoder 3e-3 --lr-head 3e-2 --threads 2 --decode-opts "'--test-fraction 0.3'" "$T/ham" "$M" "$T/o-mm" 2>"$T/o-mm.err"
-  check_eq "seed000.sh fusion regularized: exit 0" "$?" 0
-  check "  ... 2 seeds each, test AUC above chance" $PY - "$T/o-mm" <<'PY'
+# The multimodal parts: fusion and regularized (seed 000's approaches 2 and 3).
+# --lr-head 3e-3: the fresh fusion layers under AdamW do not learn at the
+# finetune head's 3e-2 (mean test AUC 0.58 measured); at 3e-3 fusion 0.88,
+# regularized 0.83 (accuracy 0.45, 0.43; one thread: the tiny model's
+# products are too small to share on a busy machine).
+eval sh "$PL/seed000.sh" --dataset ham10000 --experiments "'fusion regularized'" --seeds "'0 1'" --epochs 6 \
+  --lr-encoder 3e-3 --lr-head 3e-3 --threads 1 --decode-opts "'--test-fraction 0.3'" "$T/ham" "$M" "$T/o-mm" 2>"$T/o-mm.err"
+check_eq "seed000.sh fusion regularized: exit 0" "$?" 0
+check "  ... 2 seeds each, test AUC and accuracy above chance (0.5, 1/7)" $PY - "$T/o-mm" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1] + "/results.json"))["experiments"]
 for e in ("fusion", "regularized"):
-    assert r[e]["n_runs"] == 2 and r[e]["mean"]["auc_macro"] > 0.6, (e, r[e]["mean"]["auc_macro"])
+    m = r[e]["mean"]
+    assert r[e]["n_runs"] == 2 and m["auc_macro"] > 0.7 and m["accuracy"] > 0.25, (e, m["auc_macro"], m["accuracy"])
 PY
-else
-  echo "ok - skip: seed000.sh fusion and regularized (bm-train --mode fusion/regularized not built in this branch)"
-fi
 sh "$PL/seed001.sh" --parts "retrieval contrastive" --pairs "$T/pairs/pairs.csv" --pairs-opts "--test-fraction 0.4" \
   --epochs 10 --batch 16 --lr 1e-3 --threads 2 "$T/ham" "$M" "$T/o1r" 2>"$T/o1r.err"
 check_eq "seed001.sh retrieval contrastive: exit 0" "$?" 0

@@ -175,7 +175,8 @@ for args in "" "--mode finetune -o x t" "--mode bogus -o x t" "--mode linear t" 
   bm-train $args </dev/null >/dev/null 2>"$T/err"
   check_eq "usage error, status 2: bm-train $args" "$?" 2
 done
-check "--mode fusion says not yet" sh -c "bm-train --mode fusion -o x t 2>&1 | grep -q 'not yet'"
+check "--mode fusion without -m: status 2, asks for the model (built: no 'not yet')" sh -c "bm-train --mode fusion -o x t 2>'$T/err'
+  test \$? = 2 && grep -q -- '--mode fusion needs -m MODEL (the model whose towers it trains)\$' '$T/err' && ! grep -q 'not yet' '$T/err'"
 check "--help on stdout, status 0" sh -c "bm-train --help | grep -q '^Usage: bm-train'"
 
 # bm-fuse -m: errors

@@ -1,8 +1,9 @@
 # t-train-modes.sh - bm-train --mode fusion|regularized|contrastive (fusion
 # and regularized before their tasks are plugged in): options and their errors, the data each mode
 # needs (image, text, targets; caption pairs for contrastive), the leakage
-# check (a text naming a class) and its override. Until the fusion tasks land
-# a run of theirs that passes every check stops with status 2, "not yet built".
+# check (a text naming a class) and its override. fusion and regularized
+# runs that pass every check train (one short epoch here; what they learn:
+# t-train-fusion.sh); contrastive: t-train-contrastive.sh.
 . "$BM_TESTS/lib.sh"
 MODEL="$BM_TESTS/fixtures/tiny-model"
 seed=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
@@ -101,11 +102,19 @@ check_refused "--n-ctx longer than the text tower's context" 2 '--n-ctx 300: wit
 check_refused "--unlock-text-last past the tower" 2 '--unlock-text-last 50: the text tower has [0-9]+ layers' \
   $B --mode fusion --unlock-text-last 50 "$T/tr.bmr"
 
-# ---- the data each mode needs; runs that pass every check stop at "not yet built" ----
-pending() { echo "--mode $1: not yet built \\(options, [0-9]+ records and the model checked\\)"; }
+# ---- the data each mode needs; fusion and regularized runs that pass every check train ----
+# trains "what" command...: status 0 and a checkpoint at $T/bad.safetensors (stderr in $T/bad.err)
+trains() {
+  what=$1; shift
+  rm -f "$T/bad.safetensors" "$T/bad.last.safetensors"
+  "$@" >"$T/bad.out" 2>"$T/bad.err"
+  check_eq "$what: status 0" "$?" 0
+  check "  ... writes its checkpoint, of its mode" grep -aqF -- "\\\"mode\\\":\\\"$MODE_WANT\\\"" "$T/bad.safetensors"
+}
+E1="--epochs 1 -j 1"
 for m in fusion regularized; do
-  check_refused "$m: image and text records pass every check" 2 "$(pending $m)" \
-    $B --mode $m --fusion-layers 1 --fusion-heads 2 --val "$T/va.bmr" --grad-checkpoint "$T/tr.bmr"
+  MODE_WANT=$m trains "$m: image and text records pass every check and train" \
+    $B $E1 --mode $m --fusion-layers 1 --fusion-heads 2 --val "$T/va.bmr" --grad-checkpoint "$T/tr.bmr"
 done
 # (contrastive is built: its runs are t-train-contrastive.sh's; here only that these options train)
 rm -f "$T/ok.safetensors" "$T/ok.last.safetensors"
@@ -123,8 +132,8 @@ check_refused "fusion on records without text" 1 'notext.bmr: record 1: no "text
   $B --mode fusion "$T/notext.bmr"
 check_refused "regularized --text both on records without text" 1 'notext.bmr: record 1: no "text" \(--mode regularized reads it' \
   $B --mode regularized --text both "$T/notext.bmr"
-check_refused "regularized (prompts only: reads no text) on records without text" 2 "$(pending regularized)" \
-  $B --mode regularized "$T/notext.bmr"
+MODE_WANT=regularized trains "regularized (prompts only: reads no text) on records without text" \
+  $B $E1 --mode regularized "$T/notext.bmr"
 check_refused "contrastive on pairs without captions" 1 'pairs-notext.bmr: record 1: no "text" \(--mode contrastive reads it' \
   $B --mode contrastive "$T/pairs-notext.bmr"
 check_refused "a text that is not a string" 1 'nostr.bmr: record 2: "text" is not a string' \
@@ -138,42 +147,29 @@ check_refused "a training text naming a class is refused" 1 \
   $B --mode fusion "$T/leak.bmr"
 check_refused "  ... in the validation set too" 1 'vleak.bmr: record 1: "text" names the class "bcc": "bcc on the back"' \
   $B --mode regularized --text both --val "$T/vleak.bmr" "$T/tr.bmr"
-check_refused "--allow-label-text: trained on, with one warning counting them" 2 "$(pending fusion)" \
-  bm-train -m "$MODEL" -o "$T/bad.safetensors" --mode fusion --allow-label-text --val "$T/vleak.bmr" "$T/leak.bmr"
+MODE_WANT=fusion trains "--allow-label-text: trained on, with one warning counting them" \
+  bm-train $E1 -m "$MODEL" -o "$T/bad.safetensors" --mode fusion --allow-label-text --val "$T/vleak.bmr" "$T/leak.bmr"
 check "  ... the warning counts 1 training and 1 validation record" \
   sh -c "test \$(grep -c 'names a class' '$T/bad.err') = 1 && grep -q '1 training and 1 validation records have a \"text\" that names a class' '$T/bad.err'"
-check_refused "words that only contain a class name pass" 2 "$(pending fusion)" $B --mode fusion "$T/near.bmr"
-check_refused "--text prompt reads no text: no leakage to check" 2 "$(pending regularized)" \
-  $B --mode regularized --text prompt "$T/leak.bmr"
+MODE_WANT=fusion trains "words that only contain a class name pass" $B $E1 --mode fusion "$T/near.bmr"
+MODE_WANT=regularized trains "--text prompt reads no text: no leakage to check" \
+  $B $E1 --mode regularized --text prompt "$T/leak.bmr"
 
 
 # ---- resume: the multimodal options are kept like the others ----
-# (a fusion checkpoint made from a finetune one: the options a fusion run writes)
-bm-train -q -m "$MODEL" --mode finetune --epochs 2 --stop-after 1 --batch 8 -o "$T/ft.safetensors" "$T/tr.bmr"
-$PY - "$T/ft.last.safetensors" "$T/fu.last.safetensors" <<'PYEOF'
-import json, struct, sys
-b = open(sys.argv[1], 'rb').read()
-(hl,) = struct.unpack('<Q', b[:8])
-head = json.loads(b[8:8 + hl])
-cfg = json.loads(head['__metadata__']['config'])
-cfg['mode'] = 'fusion'
-cfg['options'].update(fusion_layers=1, fusion_width=64, fusion_heads=2, text='key', n_ctx=8, unlock_text_last=-1,
-                      freeze_text=False, lock_image=False, lock_text=False, patch_dropout=0.0)
-head['__metadata__']['config'] = json.dumps(cfg)
-h = json.dumps(head).encode()
-h += b' ' * (-len(h) % 8)
-open(sys.argv[2], 'wb').write(struct.pack('<Q', len(h)) + h + b[8 + hl:])
-PYEOF
+# (a fusion run stopped after its first of 2 epochs)
+bm-train -q -m "$MODEL" -j 1 --mode finetune --epochs 2 --stop-after 1 --batch 8 -o "$T/ft.safetensors" "$T/tr.bmr"
+bm-train -q -m "$MODEL" -j 1 --mode fusion --epochs 2 --stop-after 1 --batch 8 --fusion-layers 1 --fusion-heads 2 \
+  --text key -o "$T/fu.safetensors" "$T/tr.bmr"
 R="bm-train -q --mode fusion --resume $T/fu.last.safetensors -o $T/bad.safetensors"
-check_refused "resume a fusion run: its options and both towers load, then not yet built" 2 "$(pending fusion)" \
-  $R "$T/tr.bmr"
+MODE_WANT=fusion trains "resume a fusion run: its options, both towers, fusion and head load, it trains on" $R -j 1 "$T/tr.bmr"
+check "  ... to epoch 2 of 2" grep -aqF '\"epoch\":2,\"step\"' "$T/bad.last.safetensors"
 check_refused "  ... --fusion-layers 3 differs" 2 "--fusion-layers 3 differs from the checkpoint's 1 .*a resumed run keeps its options" \
   $R --fusion-layers 3 "$T/tr.bmr"
 check_refused "  ... --text both differs" 2 "--text both differs from the checkpoint's key" $R --text both "$T/tr.bmr"
 check_refused "  ... --freeze-text the run did not use" 2 "--freeze-text: the run of .*fu.last.safetensors did not use it" \
   $R --freeze-text "$T/tr.bmr"
-check_refused "  ... the same values given again are fine" 2 "$(pending fusion)" \
-  $R --fusion-layers 1 --fusion-heads 2 --text key "$T/tr.bmr"
+MODE_WANT=fusion trains "  ... the same values given again are fine" $R -j 1 --fusion-layers 1 --fusion-heads 2 --text key "$T/tr.bmr"
 check_refused "  ... as another mode" 1 'a checkpoint of mode "fusion", not regularized' \
   bm-train -q --mode regularized --resume "$T/fu.last.safetensors" -o "$T/bad.safetensors" "$T/tr.bmr"
 check_refused "a finetune checkpoint resumed as fusion" 1 'a checkpoint of mode "finetune", not fusion' \
