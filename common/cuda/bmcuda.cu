@@ -213,9 +213,18 @@ static unsigned align_of(const void *p) {
   return k;
 }
 
+/* The tail of the cuBLASLt workspace holds the bias in the output type
+ * when that is bf16 / fp16: cuBLASLt (CUDA 12-13, sm_90) has no algorithm
+ * for a 16-bit D with an fp32 bias (the profile showed every bf16 qkv GEMM
+ * falling back to a bias pass),
+ * so the bias is rounded to the output type first, as PyTorch's 16-bit
+ * nn.Linear holds it. Its error is at most the output's own rounding. */
+#define LT_BIAS_BYTES (256u << 10)
+#define LT_WS_GEMM (BM_LT_WS - LT_BIAS_BYTES)
+
 /* y = alpha X W^T + beta Y + bias through cuBLASLt with the BIAS epilogue
- * (bias fp32, added after beta Y, before rounding to yt), so the bias costs
- * no pass of its own. Plans (the algorithm for a shape, types and
+ * (added after beta Y, before rounding to yt), so the bias costs no pass
+ * of its own. Plans (the algorithm for a shape, types and
  * alignments) are cached per device; 0 when cuBLASLt has no algorithm with
  * the epilogue for this case, and the caller falls back. */
 static int gemm_lt(bm_cuda *c, void *Y, bm_prec yt, const void *X, const void *W, bm_prec ab,
@@ -230,7 +239,13 @@ static int gemm_lt(bm_cuda *c, void *Y, bm_prec yt, const void *X, const void *W
   cublasLtMatrixLayout_t la, lb, lc;
   cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
   cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-  cudaDataType_t bt = CUDA_R_32F;
+  cudaDataType_t bt = yt == BM_PREC_FP32 ? CUDA_R_32F : cu_type(yt);
+  if (bt != CUDA_R_32F) {
+    if ((size_t)out * 2 > LT_BIAS_BYTES) return 0;
+    void *b16 = (char *)c->ltws + LT_WS_GEMM; /* stream-ordered: the last GEMM's is done */
+    bm_cuda_convert(c, b16, yt, bias, (size_t)out);
+    bias = (const float *)b16;
+  }
   CUBLAS(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   CUBLAS(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA));
   CUBLAS(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof tB));
@@ -244,7 +259,7 @@ static int gemm_lt(bm_cuda *c, void *Y, bm_prec yt, const void *X, const void *W
     pl = c->nplan < BM_LT_PLANS ? &c->plan[c->nplan++] : &c->plan[N % BM_LT_PLANS];
     memcpy(pl->key, key, sizeof key);
     cublasLtMatmulPreference_t pref;
-    size_t ws = BM_LT_WS;
+    size_t ws = LT_WS_GEMM;
     uint32_t aY = align_of(Y), aX = align_of(X), aW = align_of(W);
     CUBLAS(cublasLtMatmulPreferenceCreate(&pref));
     CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
@@ -262,7 +277,7 @@ static int gemm_lt(bm_cuda *c, void *Y, bm_prec yt, const void *X, const void *W
   int ok = pl->ok;
   if (ok) {
     cublasStatus_t s = cublasLtMatmul(c->lt, op, &alpha, W, la, X, lb, &beta, Y, lc, Y, lc,
-                                      &pl->algo, c->ltws, BM_LT_WS, bm_cs(c));
+                                      &pl->algo, c->ltws, LT_WS_GEMM, bm_cs(c));
     if (s == CUBLAS_STATUS_NOT_SUPPORTED) ok = pl->ok = 0;
     else CUBLAS(s);
   }
