@@ -96,6 +96,8 @@ bm_cuda *bm_cuda_open(const char *spec, char *err, size_t errlen) {
   CUBLAS(cublasSetStream(c->blas, c->stream[0]));
   /* fp32 GEMMs must stay fp32 (no TF32) to match the CPU near 1e-5. */
   CUBLAS(cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH));
+  CUBLAS(cublasLtCreate(&c->lt));
+  CU(cudaMalloc(&c->ltws, BM_LT_WS));
   snprintf(c->desc, sizeof c->desc, "cuda:%d (%s, sm_%d%d, %.0f GiB)", idx, p.name, p.major,
            p.minor, p.totalGlobalMem / 1073741824.0);
   return c;
@@ -106,6 +108,8 @@ void bm_cuda_close(bm_cuda *c) {
   CU(cudaStreamSynchronize(c->stream[0]));
   CU(cudaStreamSynchronize(c->stream[1]));
   CUBLAS(cublasDestroy(c->blas));
+  CUBLAS(cublasLtDestroy(c->lt));
+  CU(cudaFree(c->ltws));
   CU(cudaStreamDestroy(c->stream[0]));
   CU(cudaStreamDestroy(c->stream[1]));
   free(c);
@@ -200,6 +204,90 @@ void *bm_cuda_upload(bm_cuda *c, const float *src, size_t n, bm_prec t, const ch
   return d;
 }
 
+/* The largest power of two (up to 256) dividing a device address: what
+ * cuBLASLt may assume of it when it picks an algorithm. */
+static unsigned align_of(const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  unsigned k = 256;
+  while (k > 1 && a % k) k >>= 1;
+  return k;
+}
+
+/* The tail of the cuBLASLt workspace holds the bias in the output type
+ * when that is bf16 / fp16: cuBLASLt (CUDA 12-13, sm_90) has no algorithm
+ * for a 16-bit D with an fp32 bias (the profile showed every bf16 qkv GEMM
+ * falling back to a bias pass),
+ * so the bias is rounded to the output type first, as PyTorch's 16-bit
+ * nn.Linear holds it. Its error is at most the output's own rounding. */
+#define LT_BIAS_BYTES (256u << 10)
+#define LT_WS_GEMM (BM_LT_WS - LT_BIAS_BYTES)
+
+/* y = alpha X W^T + beta Y + bias through cuBLASLt with the BIAS epilogue
+ * (added after beta Y, before rounding to yt), so the bias costs no pass
+ * of its own. Plans (the algorithm for a shape, types and
+ * alignments) are cached per device; 0 when cuBLASLt has no algorithm with
+ * the epilogue for this case, and the caller falls back. */
+static int gemm_lt(bm_cuda *c, void *Y, bm_prec yt, const void *X, const void *W, bm_prec ab,
+                   const float *bias, int N, int in, int out, float alpha, float beta) {
+  long long key[8] = {N, in, out, yt * 16 + ab, beta != 0.0f,
+                      align_of(Y) * 1000000LL + align_of(X) * 1000LL + align_of(W),
+                      align_of(bias), 1};
+  bm_lt_plan *pl = NULL;
+  for (int i = 0; i < c->nplan && !pl; i++)
+    if (!memcmp(c->plan[i].key, key, sizeof key)) pl = &c->plan[i];
+  cublasLtMatmulDesc_t op;
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
+  cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+  cudaDataType_t bt = yt == BM_PREC_FP32 ? CUDA_R_32F : cu_type(yt);
+  if (bt != CUDA_R_32F) {
+    if ((size_t)out * 2 > LT_BIAS_BYTES) return 0;
+    void *b16 = (char *)c->ltws + LT_WS_GEMM; /* stream-ordered: the last GEMM's is done */
+    bm_cuda_convert(c, b16, yt, bias, (size_t)out);
+    bias = (const float *)b16;
+  }
+  CUBLAS(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  CUBLAS(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA));
+  CUBLAS(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof tB));
+  CUBLAS(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+  CUBLAS(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+  CUBLAS(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+  CUBLAS(cublasLtMatrixLayoutCreate(&la, cu_type(ab), in, out, in));
+  CUBLAS(cublasLtMatrixLayoutCreate(&lb, cu_type(ab), in, N, in));
+  CUBLAS(cublasLtMatrixLayoutCreate(&lc, cu_type(yt), out, N, out));
+  if (!pl) {
+    pl = c->nplan < BM_LT_PLANS ? &c->plan[c->nplan++] : &c->plan[N % BM_LT_PLANS];
+    memcpy(pl->key, key, sizeof key);
+    cublasLtMatmulPreference_t pref;
+    size_t ws = LT_WS_GEMM;
+    uint32_t aY = align_of(Y), aX = align_of(X), aW = align_of(W);
+    CUBLAS(cublasLtMatmulPreferenceCreate(&pref));
+    CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aW, sizeof aW));
+    CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &aX, sizeof aX));
+    CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &aY, sizeof aY));
+    CUBLAS(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &aY, sizeof aY));
+    cublasLtMatmulHeuristicResult_t h;
+    int found = 0;
+    cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(c->lt, op, la, lb, lc, lc, pref, 1, &h, &found);
+    pl->ok = s == CUBLAS_STATUS_SUCCESS && found > 0 && h.state == CUBLAS_STATUS_SUCCESS;
+    if (pl->ok) pl->algo = h.algo;
+    CUBLAS(cublasLtMatmulPreferenceDestroy(pref));
+  }
+  int ok = pl->ok;
+  if (ok) {
+    cublasStatus_t s = cublasLtMatmul(c->lt, op, &alpha, W, la, X, lb, &beta, Y, lc, Y, lc,
+                                      &pl->algo, c->ltws, LT_WS_GEMM, bm_cs(c));
+    if (s == CUBLAS_STATUS_NOT_SUPPORTED) ok = pl->ok = 0;
+    else CUBLAS(s);
+  }
+  CUBLAS(cublasLtMatrixLayoutDestroy(la));
+  CUBLAS(cublasLtMatrixLayoutDestroy(lb));
+  CUBLAS(cublasLtMatrixLayoutDestroy(lc));
+  CUBLAS(cublasLtMatmulDescDestroy(op));
+  return ok;
+}
+
 /* Row-major Y[N,out] = X[N,in] W[out,in]^T is column-major
  * Y^T[out,N] = W^T (op T on the [in,out] column-major W) X^T. */
 void bm_cuda_gemm(bm_cuda *c, void *Y, bm_prec yt, const void *X, const void *W, bm_prec ab,
@@ -207,6 +295,7 @@ void bm_cuda_gemm(bm_cuda *c, void *Y, bm_prec yt, const void *X, const void *W,
   if (N <= 0) return;
   if (yt != ab && yt != BM_PREC_FP32) bm_die("bm_cuda_gemm: output %s with operands %s",
                                         bm_prec_name(yt), bm_prec_name(ab));
+  if (bias && gemm_lt(c, Y, yt, X, W, ab, bias, N, in, out, alpha, beta)) return;
   CUBLAS(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, out, N, in, &alpha, W, cu_type(ab), in,
                       X, cu_type(ab), in, &beta, Y, cu_type(yt), out, CUBLAS_COMPUTE_32F,
                       CUBLAS_GEMM_DEFAULT));

@@ -17,6 +17,12 @@ extern "C" {
  * NULL) receive y. */
 void bm_cuda_layernorm(bm_cuda *c, float *yf, void *yt, bm_prec t, const float *x,
                        const float *g, const float *b, int N, int C, float eps);
+/* The same, one warp a row, also writing each row's mean and
+ * 1/sqrt(var + eps) (fp32 [N]) for the backward. Returns 0 (and does
+ * nothing) unless C is a multiple of 8, at most 1024, rows 16-byte aligned. */
+int bm_cuda_layernorm_stats(bm_cuda *c, float *yf, void *yt, bm_prec t, float *mean,
+                             float *rstd, const float *x, const float *g, const float *b, int N,
+                             int C, float eps);
 /* y[N,C] (T) = GELU(y + b) in place, erf form; b fp32 [C] or NULL. */
 void bm_cuda_bias_gelu(bm_cuda *c, void *y, bm_prec t, const float *b, int N, int C);
 /* y[N,C] (T) += b[C] (fp32). */

@@ -71,6 +71,12 @@ void bmct_colsum(bmct_ctx *c, int prec, float *db, const void *y, int N, int C);
 void bmct_bias_gelu(bmct_ctx *c, int prec, void *pre, void *h, const float *b, int N, int C);
 /* dx = dy * GELU'(pre), all prec, n elements; dx may equal dy. */
 void bmct_gelu_backward(bmct_ctx *c, int prec, void *dx, const void *dy, const void *pre, size_t n);
+/* The same on [N,C] with db[C] += the column sums of dx (as stored), in
+ * one pass; db may be NULL. */
+void bmct_gelu_backward_db(bmct_ctx *c, int prec, void *dx, float *db, const void *dy, const void *pre,
+                           int N, int C);
+/* yt (prec; NULL: none) = y fp32 [N,C] and db[C] += its column sums, one pass. */
+void bmct_convert_colsum(bmct_ctx *c, int prec, void *yt, float *db, const float *y, int N, int C);
 /* Training LayerNorm: x fp32 [N,C] -> y (prec, or fp32 when y_f32), mean, rstd [N]. */
 void bmct_layernorm_fwd(bmct_ctx *c, int prec, int y_f32, void *y, float *mean, float *rstd,
                         const float *x, const float *g, const float *b, int N, int C, float eps);

@@ -4,6 +4,7 @@
 #ifndef BM_CUDA_INT_CUH
 #define BM_CUDA_INT_CUH
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -14,12 +15,25 @@
 
 extern "C" void bm_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/* A cuBLASLt plan for one nn.Linear shape (bmcuda.cu's gemm cache). */
+struct bm_lt_plan {
+  long long key[8];
+  int ok; /* 0: no algorithm with the bias epilogue: use cuBLAS + a bias pass */
+  cublasLtMatmulAlgo_t algo;
+};
+#define BM_LT_PLANS 64
+
 struct bm_cuda {
   int dev;
   cudaStream_t stream[2]; /* compute, copy */
   cublasHandle_t blas;
+  cublasLtHandle_t lt;
+  void *ltws; /* cuBLASLt workspace, BM_LT_WS bytes */
+  bm_lt_plan plan[BM_LT_PLANS];
+  int nplan;
   char desc[320];
 };
+#define BM_LT_WS (32u << 20)
 
 static inline void bm_cu_check(cudaError_t e, const char *call, const char *file, int line) {
   if (e != cudaSuccess)
@@ -62,6 +76,11 @@ __device__ __forceinline__ void bm_st(__half *p, size_t i, float v) { p[i] = __f
     default: bm_die("bmcuda: bad dtype %d at %s:%d", (int)(t), __FILE__, __LINE__); \
     }                                                                             \
   } while (0)
+
+__device__ __forceinline__ float bm_warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
 
 /* Sum over the block (blockDim.x a multiple of 32, at most 1024); every
  * thread gets the total. sh holds 32 floats; callers that reduce twice in a

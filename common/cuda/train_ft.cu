@@ -192,18 +192,21 @@ static void block_fwd(bm_cuda_ft *g, int l, layer_acts *s, int B) {
   int N = B * g->T, W = g->W, M = g->M, k0 = PRE + l * B_NT, p = g->prec;
   CK(cudaMemcpyAsync(s->x, g->x, (size_t)N * W * 4, cudaMemcpyDeviceToDevice, c->st));
   bmct_layernorm_fwd(c, p, 0, s->ln1, s->m1, s->r1, s->x, pm(g, k0 + B_LN1W), pm(g, k0 + B_LN1B), N, W, g->eps);
-  bmct_gemm(c, p, 0, 0, 1, N, 3 * W, W, 1.0f, s->ln1, W, 0, wc(g, k0 + B_QKVW), W, 0, 0.0f, s->qkv, 3 * W, 0, 1);
-  bm_cuda_add_bias(c->cu, s->qkv, (bm_prec)p, pm(g, k0 + B_QKVB), N, 3 * W);
+  /* nn.Linear GEMMs with the bias in cuBLASLt's epilogue (bm_cuda_gemm) */
+  bm_cuda_gemm(c->cu, s->qkv, (bm_prec)p, s->ln1, wc(g, k0 + B_QKVW), (bm_prec)p, pm(g, k0 + B_QKVB), N, W, 3 * W,
+               1.0f, 0.0f);
   bmct_attention_fwd(c, p, s->att, s->P, s->qkv, B, g->T, W, g->H, g->ascratch);
   /* x += att Wp^T + bp: the GEMM adds into the fp32 stream (beta 1) */
-  bmct_gemm(c, p, 1, 0, 1, N, W, W, 1.0f, s->att, W, 0, wc(g, k0 + B_PROJW), W, 0, 1.0f, g->x, W, 0, 1);
-  bm_cuda_add_bias(c->cu, g->x, BM_PREC_FP32, pm(g, k0 + B_PROJB), N, W);
+  bm_cuda_gemm(c->cu, g->x, BM_PREC_FP32, s->att, wc(g, k0 + B_PROJW), (bm_prec)p, pm(g, k0 + B_PROJB), N, W, W,
+               1.0f, 1.0f);
   CK(cudaMemcpyAsync(s->xm, g->x, (size_t)N * W * 4, cudaMemcpyDeviceToDevice, c->st));
   bmct_layernorm_fwd(c, p, 0, s->ln2, s->m2, s->r2, s->xm, pm(g, k0 + B_LN2W), pm(g, k0 + B_LN2B), N, W, g->eps);
-  bmct_gemm(c, p, 0, 0, 1, N, M, W, 1.0f, s->ln2, W, 0, wc(g, k0 + B_FC1W), W, 0, 0.0f, s->pre, M, 0, 1);
-  bmct_bias_gelu(c, p, s->pre, s->h, pm(g, k0 + B_FC1B), N, M);
-  bmct_gemm(c, p, 1, 0, 1, N, W, M, 1.0f, s->h, M, 0, wc(g, k0 + B_FC2W), M, 0, 1.0f, g->x, W, 0, 1);
-  bm_cuda_add_bias(c->cu, g->x, BM_PREC_FP32, pm(g, k0 + B_FC2B), N, W);
+  /* pre = ln2 W1^T + b1 as stored (the backward's GELU input), h = GELU(pre) */
+  bm_cuda_gemm(c->cu, s->pre, (bm_prec)p, s->ln2, wc(g, k0 + B_FC1W), (bm_prec)p, pm(g, k0 + B_FC1B), N, W, M,
+               1.0f, 0.0f);
+  bmct_bias_gelu(c, p, s->pre, s->h, NULL, N, M);
+  bm_cuda_gemm(c->cu, g->x, BM_PREC_FP32, s->h, wc(g, k0 + B_FC2W), (bm_prec)p, pm(g, k0 + B_FC2B), N, M, W,
+               1.0f, 1.0f);
 }
 
 /* img (host) -> g->logits; the input the head read is returned */
@@ -229,8 +232,7 @@ static const float *forward(bm_cuda_ft *g, const float *img, int B, int train, u
     xin = g->xemb;
   }
   const float *Wh = g->P + g->np, *bh = Wh + (size_t)C * E;
-  bmct_gemm(c, BMCT_FP32, 1, 0, 1, B, C, E, 1.0f, xin, E, 0, Wh, E, 0, 0.0f, g->logits, C, 0, 1);
-  bm_cuda_add_bias(c->cu, g->logits, BM_PREC_FP32, bh, B, C);
+  bm_cuda_gemm(c->cu, g->logits, BM_PREC_FP32, xin, Wh, BM_PREC_FP32, bh, B, E, C, 1.0f, 0.0f);
   g->lastB = B;
   return xin;
 }
@@ -240,18 +242,16 @@ static void block_bwd(bm_cuda_ft *g, int l, int B, int need_dx) {
   bmct_ctx *c = g->c;
   layer_acts *s = &g->L[l - g->first];
   int N = B * g->T, W = g->W, M = g->M, k0 = PRE + l * B_NT, p = g->prec;
-  size_t NW = (size_t)N * W;
 #define GR(k) gr(g, k0 + (k))
-  if (g->dT != g->d) bm_cuda_convert(c->cu, g->dT, (bm_prec)p, g->d, NW);
-  /* fc2 (its bias gradient from the fp32 d) */
+  /* fc2: dT = d in the GEMM type and its bias gradient from the fp32 d, one pass */
+  bmct_convert_colsum(c, p, g->dT != g->d ? g->dT : NULL, GR(B_FC2B), g->d, N, W);
   bmct_linear_backward(c, p, g->dh, 0, GR(B_FC2W), NULL, g->dT, s->h, wc(g, k0 + B_FC2W), N, M, W, 0);
-  bmct_colsum(c, BMCT_FP32, GR(B_FC2B), g->d, N, W);
-  bmct_gelu_backward(c, p, g->dh, g->dh, s->pre, (size_t)N * M);
-  bmct_linear_backward(c, p, g->dln, 1, GR(B_FC1W), GR(B_FC1B), g->dh, s->ln2, wc(g, k0 + B_FC1W), N, W, M, 0);
+  /* GELU backward with fc1's bias gradient in the same pass */
+  bmct_gelu_backward_db(c, p, g->dh, GR(B_FC1B), g->dh, s->pre, N, M);
+  bmct_linear_backward(c, p, g->dln, 1, GR(B_FC1W), NULL, g->dh, s->ln2, wc(g, k0 + B_FC1W), N, W, M, 0);
   bmct_layernorm_backward(c, g->d, GR(B_LN2W), GR(B_LN2B), g->dln, s->xm, s->m2, s->r2, pm(g, k0 + B_LN2W), N, W, 1);
-  if (g->dT != g->d) bm_cuda_convert(c->cu, g->dT, (bm_prec)p, g->d, NW);
+  bmct_convert_colsum(c, p, g->dT != g->d ? g->dT : NULL, GR(B_PROJB), g->d, N, W);
   bmct_linear_backward(c, p, g->datt, 0, GR(B_PROJW), NULL, g->dT, s->att, wc(g, k0 + B_PROJW), N, W, W, 0);
-  bmct_colsum(c, BMCT_FP32, GR(B_PROJB), g->d, N, W);
   bmct_attention_backward(c, p, g->dqkv, g->datt, s->qkv, s->P, B, g->T, W, g->H, g->ascratch);
   bmct_linear_backward(c, p, g->dln, 1, GR(B_QKVW), GR(B_QKVB), g->dqkv, s->ln1, wc(g, k0 + B_QKVW), N, W, 3 * W, 0);
   bmct_layernorm_backward(c, need_dx ? g->d : NULL, GR(B_LN1W), GR(B_LN1B), g->dln, s->x, s->m1, s->r1,

@@ -32,7 +32,7 @@ void *bm_xcalloc(size_t n, size_t size);
 #define CKL(what) CK(cudaGetLastError())
 
 /* Reduction scratch: RED_ROWS partial rows of up to RED_COLS columns, in double. */
-#define RED_ROWS 64
+#define RED_ROWS 256
 #define RED_COLS 8192
 
 struct bmct_ctx {

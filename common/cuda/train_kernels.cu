@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "train_internal.cuh"
+#include "bmcuda_fwd.h"
+#include "vec.cuh"
 
 /* ---- context, memory ---- */
 
@@ -135,6 +137,98 @@ template <typename F> static void colsum(bmct_ctx *c, float *out, F f, int N, in
   CKL("colsum finish");
 }
 
+/* The fast column sums: one pass that also does the element-wise work whose
+ * result is summed (a conversion, the GELU backward), so no second read of
+ * the matrix. Block: 32 threads along the columns, each owning a chunk of V
+ * adjacent columns (16-byte accesses), x 8 along the rows of a band; fp32
+ * sums over the band's rows (at most a few hundred), then one double
+ * partial per band and column, summed in a fixed order by
+ * ctk_colsum_finish: the same bits run after run. op(row, col, acc) does
+ * the row's work for the chunk at col and adds its V terms into acc. */
+template <int V, typename Op>
+__global__ void ctk_rows_colsum(double *part, Op op, int N, int C, int per) {
+  __shared__ float s[8][32 * V + 1];
+  int col = (blockIdx.x * 32 + threadIdx.x) * V, r0 = blockIdx.y * per, r1 = min(N, r0 + per);
+  float acc[V];
+#pragma unroll
+  for (int k = 0; k < V; k++) acc[k] = 0.0f;
+  if (col < C)
+    for (int i = r0 + threadIdx.y; i < r1; i += 8) op(i, col, acc);
+#pragma unroll
+  for (int k = 0; k < V; k++) s[threadIdx.y][threadIdx.x * V + k] = acc[k];
+  __syncthreads();
+  /* 256 threads finish the tile's 32 V columns, each a column at a time */
+  for (int t = threadIdx.y * 32 + threadIdx.x; t < 32 * V; t += 256) {
+    int cc = blockIdx.x * 32 * V + t;
+    if (cc >= C) continue;
+    double a = 0;
+    for (int k = 0; k < 8; k++) a += s[k][t];
+    part[(size_t)blockIdx.y * C + cc] = a;
+  }
+}
+
+/* Bands: enough blocks to fill the device, within the scratch. */
+static int colsum_bands(int N, int C, int *per) {
+  int R = (N + 127) / 128;
+  int cap = (int)((size_t)RED_ROWS * RED_COLS / (size_t)C);
+  if (R > cap) R = cap;
+  if (R < 1) R = 1;
+  *per = (N + R - 1) / R;
+  return (N + *per - 1) / *per;
+}
+template <int V, typename Op> static void rows_colsum(bmct_ctx *c, float *out, Op op, int N, int C) {
+  if (N <= 0) return;
+  int per, R = colsum_bands(N, C, &per);
+  dim3 grid(nblocks(C, 32 * V), R), block(32, 8);
+  ctk_rows_colsum<V><<<grid, block, 0, c->st>>>(c->red, op, N, C, per);
+  CKL("rows_colsum");
+  if (!out) return; /* the op's own writes only */
+  ctk_colsum_finish<<<nblocks(C, 256), 256, 0, c->st>>>(out, c->red, R, C);
+  CKL("colsum finish");
+}
+
+template <typename T> struct op_plain { /* sum of y */
+  const T *y;
+  int C;
+  __device__ void operator()(int i, int j, float *acc) const {
+    const int V = bm_vec<T>::n;
+    float v[V];
+    bm_ld16(y + (size_t)i * C + j, v);
+#pragma unroll
+    for (int k = 0; k < V; k++) acc[k] += v[k];
+  }
+};
+template <typename T> struct op_convert { /* yt = y (rounded to T); sum of y */
+  const float *y;
+  T *yt;
+  int C;
+  __device__ void operator()(int i, int j, float *acc) const {
+    size_t o = (size_t)i * C + j;
+    float4 f = *(const float4 *)(y + o);
+    float v[4] = {f.x, f.y, f.z, f.w};
+    if (yt) bm_stn<T, 4>(yt + o, v);
+#pragma unroll
+    for (int k = 0; k < 4; k++) acc[k] += v[k];
+  }
+};
+template <typename T> struct op_gelu_bwd { /* dx = dy GELU'(pre); sum of dx as stored */
+  T *dx;
+  const T *dy, *pre;
+  int C;
+  __device__ void operator()(int i, int j, float *acc) const {
+    const int V = bm_vec<T>::n;
+    size_t o = (size_t)i * C + j;
+    float a[V], x[V];
+    bm_ld16(dy + o, a);
+    bm_ld16(pre + o, x);
+#pragma unroll
+    for (int k = 0; k < V; k++) a[k] = ld(st<T>(a[k] * bm_gelu_grad(x[k])));
+    bm_st16(dx + o, a);
+#pragma unroll
+    for (int k = 0; k < V; k++) acc[k] += a[k];
+  }
+};
+
 template <typename T> struct term_plain {
   const T *y;
   int C;
@@ -142,7 +236,23 @@ template <typename T> struct term_plain {
 };
 
 extern "C" void bmct_colsum(bmct_ctx *c, int prec, float *db, const void *y, int N, int C) {
-  BMCT_DISPATCH(prec, T, colsum(c, db, term_plain<T>{(const T *)y, C}, N, C));
+  if (!db) return;
+  BMCT_DISPATCH(prec, T, {
+    if (C % bm_vec<T>::n == 0 && bm_al16(y))
+      rows_colsum<bm_vec<T>::n>(c, db, op_plain<T>{(const T *)y, C}, N, C);
+    else
+      colsum(c, db, term_plain<T>{(const T *)y, C}, N, C);
+  });
+}
+
+extern "C" void bmct_convert_colsum(bmct_ctx *c, int prec, void *yt, float *db, const float *y, int N,
+                                    int C) {
+  if (C % 8 == 0 && bm_al16(y) && (!yt || bm_al16(yt)) && db) {
+    BMCT_DISPATCH(prec, T, rows_colsum<4>(c, db, op_convert<T>{y, (T *)yt, C}, N, C));
+    return;
+  }
+  if (yt) bm_cuda_convert(c->cu, yt, (bm_prec)prec, y, (size_t)N * C);
+  colsum(c, db, term_plain<float>{y, C}, N, C);
 }
 
 /* ---- linear ---- */
@@ -169,8 +279,43 @@ template <typename T> __global__ void ctk_bias_gelu(T *pre, T *h, const float *b
   pre[i] = xs;
   h[i] = st<T>(gelu(ld(xs))); /* from the stored value: the backward sees the same x */
 }
+/* pre += b (rounded as stored); h = GELU(pre): 16-byte chunks, grid-stride */
+template <typename T> __global__ void ctk_bias_gelu_v(T *pre, T *h, const float *b, size_t nchunk, int C) {
+  const int V = bm_vec<T>::n;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < nchunk; i += (size_t)gridDim.x * blockDim.x) {
+    float v[V];
+    bm_ld16(pre + i * V, v);
+    if (b) {
+      int col = (int)(i * V % C);
+#pragma unroll
+      for (int k = 0; k < V; k++) v[k] = ld(st<T>(v[k] + b[col + k]));
+      bm_st16(pre + i * V, v);
+    }
+#pragma unroll
+    for (int k = 0; k < V; k++) v[k] = bm_gelu(v[k]);
+    bm_st16(h + i * V, v);
+  }
+}
+static unsigned grid_stride_blocks(size_t nchunk) {
+  size_t b = (nchunk + 255) / 256;
+  return (unsigned)(b < 132 * 16 ? (b ? b : 1) : 132 * 16);
+}
+
 extern "C" void bmct_bias_gelu(bmct_ctx *c, int prec, void *pre, void *h, const float *b, int N, int C) {
   size_t n = (size_t)N * C;
+  if (n == 0) return;
+  int vec = 0;
+  BMCT_DISPATCH(prec, T, {
+    const int V = bm_vec<T>::n;
+    if (C % V == 0 && bm_al16(pre) && bm_al16(h)) {
+      ctk_bias_gelu_v<T><<<grid_stride_blocks(n / V), 256, 0, c->st>>>((T *)pre, (T *)h, b, n / V, C);
+      vec = 1;
+    }
+  });
+  if (vec) {
+    CKL("bias_gelu");
+    return;
+  }
   BMCT_DISPATCH(prec, T, ctk_bias_gelu<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)pre, (T *)h, b, n, C));
   CKL("bias_gelu");
 }
@@ -183,6 +328,20 @@ template <typename T> __global__ void ctk_gelu_bwd(T *dx, const T *dy, const T *
   float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
   dx[i] = st<T>(ld(dy[i]) * (cdf + x * pdf));
 }
+extern "C" void bmct_gelu_backward_db(bmct_ctx *c, int prec, void *dx, float *db, const void *dy, const void *pre,
+                                      int N, int C) {
+  int done = 0;
+  BMCT_DISPATCH(prec, T, {
+    if (C % bm_vec<T>::n == 0 && bm_al16(dx) && bm_al16(dy) && bm_al16(pre)) {
+      rows_colsum<bm_vec<T>::n>(c, db, op_gelu_bwd<T>{(T *)dx, (const T *)dy, (const T *)pre, C}, N, C);
+      done = 1;
+    }
+  });
+  if (done) return;
+  bmct_gelu_backward(c, prec, dx, dy, pre, (size_t)N * C);
+  bmct_colsum(c, prec, db, dx, N, C);
+}
+
 extern "C" void bmct_gelu_backward(bmct_ctx *c, int prec, void *dx, const void *dy, const void *pre, size_t n) {
   BMCT_DISPATCH(prec, T, ctk_gelu_bwd<T><<<nblocks(n, 256), 256, 0, c->st>>>((T *)dx, (const T *)dy, (const T *)pre, n));
   CKL("gelu_backward");
@@ -207,6 +366,9 @@ template <typename T> __global__ void ctk_ln_fwd(T *y, float *mean, float *rstd,
 extern "C" void bmct_layernorm_fwd(bmct_ctx *c, int prec, int y_f32, void *y, float *mean, float *rstd,
                                    const float *x, const float *g, const float *b, int N, int C, float eps) {
   if (y_f32) prec = BMCT_FP32;
+  if (bm_cuda_layernorm_stats(c->cu, y_f32 ? (float *)y : NULL, y_f32 ? NULL : y, (bm_prec)prec, mean, rstd,
+                              x, g, b, N, C, eps))
+    return;
   BMCT_DISPATCH(prec, T, ctk_ln_fwd<T><<<nblocks(N, 8), 256, 0, c->st>>>((T *)y, mean, rstd, x, g, b, N, C, eps));
   CKL("layernorm_fwd");
 }
@@ -239,9 +401,111 @@ struct term_ln_g {
   }
 };
 
+/* The fast backward: one warp a row (lane l owns columns 4l + 128k, k < K,
+ * as float4s), 8 warps a block over a band of rows; each lane keeps its
+ * columns' dgamma / dbeta terms of the band in registers, the block's warps
+ * add theirs in a fixed order through shared memory, and one double partial
+ * per band and column goes to part (dgamma) and part + R C (dbeta), reduced
+ * once by ctk_colsum_finish. Deterministic; no second pass over dy or x. */
+template <int K>
+__global__ void ctk_ln_bwd_fused(float *dx, double *part, const float *dy, const float *x, const float *mean,
+                                 const float *rstd, const float *g, int N, int C, int per, int acc) {
+  extern __shared__ float sh[]; /* [2][C] */
+  int w = threadIdx.x >> 5, lane = threadIdx.x & 31, r0 = blockIdx.y * per, r1 = min(N, r0 + per);
+  float4 ag[K], ab[K];
+#pragma unroll
+  for (int k = 0; k < K; k++) ag[k] = ab[k] = make_float4(0, 0, 0, 0);
+  for (int row = r0 + w; row < r1; row += 8) {
+    const float *xr = x + (size_t)row * C, *dyr = dy + (size_t)row * C;
+    float m = mean[row], r = rstd[row], s1 = 0, s2 = 0;
+    float4 xh[K], d[K];
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+      int j = 4 * lane + 128 * k;
+      if (j >= C) continue;
+      float4 a = *(const float4 *)(xr + j), e = *(const float4 *)(dyr + j);
+      xh[k] = make_float4((a.x - m) * r, (a.y - m) * r, (a.z - m) * r, (a.w - m) * r);
+      d[k] = e;
+      ag[k].x += e.x * xh[k].x, ag[k].y += e.y * xh[k].y, ag[k].z += e.z * xh[k].z, ag[k].w += e.w * xh[k].w;
+      ab[k].x += e.x, ab[k].y += e.y, ab[k].z += e.z, ab[k].w += e.w;
+      float gx = e.x * g[j], gy = e.y * g[j + 1], gz = e.z * g[j + 2], gw = e.w * g[j + 3];
+      s1 += (gx + gy) + (gz + gw);
+      s2 += (gx * xh[k].x + gy * xh[k].y) + (gz * xh[k].z + gw * xh[k].w);
+    }
+    if (!dx) continue;
+    s1 = warp_sum(s1) / (float)C;
+    s2 = warp_sum(s2) / (float)C;
+#pragma unroll
+    for (int k = 0; k < K; k++) {
+      int j = 4 * lane + 128 * k;
+      if (j >= C) continue;
+      float4 v = make_float4(r * (d[k].x * g[j] - s1 - xh[k].x * s2), r * (d[k].y * g[j + 1] - s1 - xh[k].y * s2),
+                             r * (d[k].z * g[j + 2] - s1 - xh[k].z * s2), r * (d[k].w * g[j + 3] - s1 - xh[k].w * s2));
+      float4 *o = (float4 *)(dx + (size_t)row * C + j);
+      if (acc) {
+        float4 p = *o;
+        v.x += p.x, v.y += p.y, v.z += p.z, v.w += p.w;
+      }
+      *o = v;
+    }
+  }
+  /* warps add their band sums in order 0..7 */
+  for (int ww = 0; ww < 8; ww++) {
+    if (w == ww) {
+#pragma unroll
+      for (int k = 0; k < K; k++) {
+        int j = 4 * lane + 128 * k;
+        if (j >= C) continue;
+        float *pg = sh + j, *pb = sh + C + j;
+        if (ww == 0) {
+          pg[0] = ag[k].x, pg[1] = ag[k].y, pg[2] = ag[k].z, pg[3] = ag[k].w;
+          pb[0] = ab[k].x, pb[1] = ab[k].y, pb[2] = ab[k].z, pb[3] = ab[k].w;
+        } else {
+          pg[0] += ag[k].x, pg[1] += ag[k].y, pg[2] += ag[k].z, pg[3] += ag[k].w;
+          pb[0] += ab[k].x, pb[1] += ab[k].y, pb[2] += ab[k].z, pb[3] += ab[k].w;
+        }
+      }
+    }
+    __syncthreads();
+  }
+  size_t RC = (size_t)gridDim.y * C;
+  for (int j = threadIdx.x; j < C; j += blockDim.x) {
+    part[(size_t)blockIdx.y * C + j] = sh[j];
+    part[RC + (size_t)blockIdx.y * C + j] = sh[C + j];
+  }
+}
+
+template <int K>
+static void ln_bwd_fused(bmct_ctx *c, float *dx, float *dg, float *db, const float *dy, const float *x,
+                         const float *mean, const float *rstd, const float *g, int N, int C, int acc) {
+  /* bands of about 64 rows (8 a warp), within half the scratch each */
+  int R = (N + 63) / 64, cap = (int)((size_t)RED_ROWS * RED_COLS / 2 / (size_t)C);
+  if (R > cap) R = cap;
+  int per = (N + R - 1) / R;
+  R = (N + per - 1) / per;
+  ctk_ln_bwd_fused<K><<<dim3(1, R), 256, 2 * C * sizeof(float), c->st>>>(dx, c->red, dy, x, mean, rstd, g, N, C,
+                                                                         per, acc);
+  CKL("layernorm_backward");
+  if (dg) ctk_colsum_finish<<<nblocks(C, 256), 256, 0, c->st>>>(dg, c->red, R, C);
+  if (db) ctk_colsum_finish<<<nblocks(C, 256), 256, 0, c->st>>>(db, c->red + (size_t)R * C, R, C);
+  CKL("layernorm_backward finish");
+}
+
 extern "C" void bmct_layernorm_backward(bmct_ctx *c, float *dx, float *dg, float *db, const float *dy,
                                         const float *x, const float *mean, const float *rstd, const float *g,
                                         int N, int C, int accumulate) {
+  if (N <= 0) return;
+  if (C % 4 == 0 && bm_al16(dy) && bm_al16(x) && (!dx || bm_al16(dx)) && (dx || dg || db)) {
+    switch ((C + 127) / 128) {
+    case 1: return ln_bwd_fused<1>(c, dx, dg, db, dy, x, mean, rstd, g, N, C, accumulate);
+    case 2: return ln_bwd_fused<2>(c, dx, dg, db, dy, x, mean, rstd, g, N, C, accumulate);
+    case 3: return ln_bwd_fused<3>(c, dx, dg, db, dy, x, mean, rstd, g, N, C, accumulate);
+    case 4: return ln_bwd_fused<4>(c, dx, dg, db, dy, x, mean, rstd, g, N, C, accumulate);
+    case 6: return ln_bwd_fused<6>(c, dx, dg, db, dy, x, mean, rstd, g, N, C, accumulate);
+    case 8: return ln_bwd_fused<8>(c, dx, dg, db, dy, x, mean, rstd, g, N, C, accumulate);
+    default: break;
+    }
+  }
   if (dx) {
     ctk_ln_bwd<<<nblocks(N, 8), 256, 0, c->st>>>(dx, dy, x, mean, rstd, g, N, C, accumulate);
     CKL("layernorm_backward");

@@ -363,11 +363,17 @@ int main(void) {
   test_gemm(37, 53, 29);
   test_gemm(256, 768, 2304);
   test_gemm(1, 17, 5);
+  test_gemm(197, 768, 768);
+  test_gemm(101, 3072, 768);
   test_gemm_batched(7, 33, 19, 64);
   test_layernorm(197, 768);
   test_layernorm(5, 31);
+  test_layernorm(33, 72);
+  test_layernorm(9, 1024);
   test_rows(13, 197);
   test_rows(3, 1000);
+  test_rows(67, 3072);
+  test_rows(5, 30);
   test_attention(3, 12, 64, 197);
   test_attention(5, 12, 64, 256);
   test_attention(4, 2, 32, 70);

@@ -95,8 +95,7 @@ static void cmpd(bmct_ctx *c, const char *what, int prec, const void *d, const f
 
 static double tol_of(int prec) { return prec == BM_PREC_FP32 ? 1e-5 : 1e-2; }
 
-static void t_linear(bmct_ctx *c, int p) {
-  int N = 37, in = 24, out = 40;
+static void t_linear(bmct_ctx *c, int p, int N, int in, int out) {
   float *dy = rnd((size_t)N * out, 1), *x = rnd((size_t)N * in, 1), *W = rnd((size_t)out * in, 0.5f);
   void *ddy = up(c, p, dy, (size_t)N * out), *dx = up(c, p, x, (size_t)N * in), *dW = up(c, p, W, (size_t)out * in);
   float *gW0 = rnd((size_t)out * in, 1), *gb0 = rnd(out, 1), *acc0 = rnd((size_t)N * in, 1);
@@ -132,14 +131,32 @@ static void t_linear(bmct_ctx *c, int p) {
   bm_gelu_backward(wg, g, pr, (size_t)N * out);
   bmct_gelu_backward(c, p, dgx, dg, dpre, (size_t)N * out);
   cmpd(c, "GELU backward", p, dgx, wg, (size_t)N * out, tol_of(p));
+  /* the same in place with the bias gradient in the pass (+= onto gb0) */
+  float *wgb = copyf(gb0, out), *dgb2 = up(c, BM_PREC_FP32, gb0, out);
+  for (int i = 0; i < N; i++)
+    for (int j = 0; j < out; j++) wgb[j] += wg[(size_t)i * out + j];
+  void *dgi = up(c, p, g, (size_t)N * out);
+  bmct_gelu_backward_db(c, p, dgi, dgb2, dgi, dpre, N, out);
+  cmpd(c, "GELU backward in place, one pass with db", p, dgi, wg, (size_t)N * out, tol_of(p));
+  cmpd(c, "GELU backward db (+=)", BM_PREC_FP32, dgb2, wgb, out, tol_of(p));
+  /* fp32 d -> the GEMM type and its column sums (+=), one pass */
+  float *d32 = rnd((size_t)N * out, 1), *wcs = copyf(gb0, out);
+  for (int i = 0; i < N; i++)
+    for (int j = 0; j < out; j++) wcs[j] += d32[(size_t)i * out + j];
+  float *dd32 = up(c, BM_PREC_FP32, d32, (size_t)N * out), *dcs = up(c, BM_PREC_FP32, gb0, out);
+  void *dconv = poisoned(c, p, (size_t)N * out);
+  bmct_convert_colsum(c, p, dconv, dcs, dd32, N, out);
+  cmpd(c, "convert + column sums: converted", p, dconv, d32, (size_t)N * out, p == BM_PREC_FP32 ? 0 : 4e-3);
+  cmpd(c, "convert + column sums: sums (+=)", BM_PREC_FP32, dcs, wcs, out, 1e-5);
+  free(wgb), free(d32), free(wcs);
+  bm_cuda_free(dgb2), bm_cuda_free(dgi), bm_cuda_free(dd32), bm_cuda_free(dcs), bm_cuda_free(dconv);
   free(dy), free(x), free(W), free(gW0), free(gb0), free(acc0), free(gW), free(gb), free(wdx), free(wacc);
   free(pre), free(b), free(wpre), free(wh), free(g), free(pr), free(wg);
   bm_cuda_free(ddy), bm_cuda_free(dx), bm_cuda_free(dW), bm_cuda_free(ddx), bm_cuda_free(dgW), bm_cuda_free(dgb);
   bm_cuda_free(dacc), bm_cuda_free(dpre), bm_cuda_free(dh), bm_cuda_free(db_), bm_cuda_free(dg), bm_cuda_free(dgx);
 }
 
-static void t_norms(bmct_ctx *c, int p) {
-  int N = 29, C = 72;
+static void t_norms(bmct_ctx *c, int p, int N, int C) {
   size_t n = (size_t)N * C;
   float *x = rnd(n, 2), *g = rnd(C, 1), *b = rnd(C, 1), *dy = rnd(n, 1);
   for (int i = 0; i < N; i++) x[(size_t)i * C] += 3.0f * i; /* rows of different means */
@@ -489,8 +506,14 @@ int main(void) {
   bmct_ctx *c = bmct_ctx_new(cu);
   int precs[2] = {BM_PREC_FP32, BM_PREC_BF16};
   for (int k = 0; k < 2; k++) {
-    t_linear(c, precs[k]);
-    t_norms(c, precs[k]);
+    /* small odd shapes (the scalar kernels) and ViT-B's (the vector ones) */
+    t_linear(c, precs[k], 37, 24, 40);
+    t_linear(c, precs[k], 37, 20, 30);
+    t_linear(c, precs[k], 203, 256, 768);
+    t_linear(c, precs[k], 131, 96, 3072);
+    t_norms(c, precs[k], 29, 72);
+    t_norms(c, precs[k], 29, 60);
+    t_norms(c, precs[k], 203, 768);
     t_attention(c, precs[k]);
     t_embed(c, precs[k]);
   }
