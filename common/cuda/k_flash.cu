@@ -70,14 +70,33 @@ __device__ __forceinline__ void load_tile(T (*dst)[LDS], const T *src, size_t ld
   }
 }
 
-/* acc[8][4] += A(16 x 64, fragments a[4][4]) * B, with B[k][n] = S[n0+n][k]
- * (S row-major [n][k], 64 n): the score-like products q k^T. */
+/* load_tile without the registers: cp.async, zero-filled past n; the caller
+ * commits and waits */
 template <typename T>
-__device__ __forceinline__ void mm_abt(float acc[8][4], const unsigned a[4][4], T (*S)[LDS], int lane) {
+__device__ __forceinline__ void load_tile_async(T (*dst)[LDS], const T *src, size_t ld, int n) {
+  for (int e = threadIdx.x; e < FT * HD / 8; e += blockDim.x) {
+    int r = e >> 3, ch = e & 7;
+    const T *g = r < n ? src + r * ld + ch * 8 : src; /* any valid address: 0 bytes are read */
+    unsigned sa = (unsigned)__cvta_generic_to_shared(&dst[r][ch * 8]);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(g), "r"(r < n ? 16 : 0)
+                 : "memory");
+  }
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+/* acc[8][4] += A(16 x 64, fragments a[4][4]) * B, with B[k][n] = S[n0+n][k]
+ * (S row-major [n][k], 64 n): the score-like products q k^T. Columns
+ * from the first 16-group wholly past n are left as they were. */
+template <typename T>
+__device__ __forceinline__ void mm_abt(float acc[8][4], const unsigned a[4][4], T (*S)[LDS], int n, int lane) {
 #pragma unroll
   for (int kk = 0; kk < 4; kk++)
 #pragma unroll
     for (int np = 0; np < 4; np++) {
+      if (np * 16 >= n) break; /* rows of S past n are padding (warp-uniform) */
       unsigned b[4];
       ldsm4(b, &S[np * 16 + (lane & 7) + (lane >> 4) * 8][kk * 16 + ((lane >> 3) & 1) * 8]);
       mma<T>(acc[2 * np], a[kk], b[0], b[1]);
@@ -85,11 +104,12 @@ __device__ __forceinline__ void mm_abt(float acc[8][4], const unsigned a[4][4], 
     }
 }
 /* acc[8][4] += A(16 x 64 in accumulator layout p[8][4]) * S (row-major
- * [k][n], 64 x 64): the products P v. */
+ * [k][n], 64 x 64): the products P v; the k past n (p zero) are skipped. */
 template <typename T>
-__device__ __forceinline__ void mm_pb(float acc[8][4], const float p[8][4], T (*S)[LDS], int lane) {
+__device__ __forceinline__ void mm_pb(float acc[8][4], const float p[8][4], T (*S)[LDS], int n, int lane) {
 #pragma unroll
   for (int kk = 0; kk < 4; kk++) {
+    if (kk * 16 >= n) break; /* p is 0 there: padding rows of S */
     unsigned a[4] = {pack2<T>(p[2 * kk][0], p[2 * kk][1]), pack2<T>(p[2 * kk][2], p[2 * kk][3]),
                      pack2<T>(p[2 * kk + 1][0], p[2 * kk + 1][1]),
                      pack2<T>(p[2 * kk + 1][2], p[2 * kk + 1][3])};
@@ -115,58 +135,69 @@ __device__ __forceinline__ void frag_a(unsigned a[4][4], T (*S)[LDS], int r0, in
 template <typename T>
 __global__ void __launch_bounds__(128)
     k_flash_fwd(T *out, float *lse, const T *qkv, const int *start, const int *len, int C, int H, float sl2) {
-  __shared__ __align__(16) T Qs[FT][LDS], Ks[FT][LDS], Vs[FT][LDS];
+  __shared__ __align__(16) T Qs[FT][LDS], Ks[2][FT][LDS], Vs[2][FT][LDS];
   int s = blockIdx.z, h = blockIdx.y, L = len[s], q0 = blockIdx.x * FT;
   if (q0 >= L) return; /* the whole block */
   size_t st = (size_t)start[s], ld = 3 * (size_t)C;
   const T *base = qkv + st * ld + h * HD;
   int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
-  load_tile(Qs, base + q0 * ld, ld, L - q0);
-  __syncthreads();
+  bool busy = q0 + w * 16 < L; /* a warp with no real query only helps load */
+  /* K, V tiles double-buffered: the next one is in flight during this one's products */
+  load_tile_async(Qs, base + q0 * ld, ld, L - q0);
+  load_tile_async(Ks[0], base + C, ld, L);
+  load_tile_async(Vs[0], base + 2 * (size_t)C, ld, L);
+  cp_commit();
   unsigned qa[4][4];
-  frag_a(qa, Qs, w * 16, lane);
   float o[8][4], m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
 #pragma unroll
   for (int j = 0; j < 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
-  for (int k0 = 0; k0 < L; k0 += FT) {
-    __syncthreads(); /* the previous K, V tiles are consumed */
-    load_tile(Ks, base + C + k0 * ld, ld, L - k0);
-    load_tile(Vs, base + 2 * (size_t)C + k0 * ld, ld, L - k0);
-    __syncthreads();
-    float sc[8][4];
-#pragma unroll
-    for (int j = 0; j < 8; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
-    mm_abt<T>(sc, qa, Ks, lane);
-    int nk = L - k0;
-    float mx0 = m0, mx1 = m1;
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        int key = j * 8 + 2 * tq + (e & 1);
-        float v = key < nk ? sc[j][e] * sl2 : -INFINITY;
-        sc[j][e] = v;
-        if (e < 2) mx0 = fmaxf(mx0, v);
-        else mx1 = fmaxf(mx1, v);
-      }
-    /* key 0 of the tile is real: every row's max is finite from here */
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-    mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-    mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-    float c0 = exp2f(m0 - mx0), c1 = exp2f(m1 - mx1); /* 0 on the first tile */
-    m0 = mx0, m1 = mx1;
-    float r0 = 0.0f, r1 = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-      sc[j][0] = exp2f(sc[j][0] - mx0), sc[j][1] = exp2f(sc[j][1] - mx0);
-      sc[j][2] = exp2f(sc[j][2] - mx1), sc[j][3] = exp2f(sc[j][3] - mx1);
-      r0 += sc[j][0] + sc[j][1], r1 += sc[j][2] + sc[j][3];
-      o[j][0] *= c0, o[j][1] *= c0, o[j][2] *= c1, o[j][3] *= c1;
+  for (int k0 = 0, t = 0; k0 < L; k0 += FT, t ^= 1) {
+    if (k0 + FT < L) {
+      load_tile_async(Ks[t ^ 1], base + C + (k0 + FT) * ld, ld, L - k0 - FT);
+      load_tile_async(Vs[t ^ 1], base + 2 * (size_t)C + (k0 + FT) * ld, ld, L - k0 - FT);
     }
-    l0 = l0 * c0 + r0, l1 = l1 * c1 + r1; /* this thread's columns; summed over the quad at the end */
-    mm_pb<T>(o, sc, Vs, lane);
+    cp_commit();
+    cp_wait<1>();
+    __syncthreads();
+    if (k0 == 0) frag_a(qa, Qs, w * 16, lane);
+    int nk = L - k0;
+    if (busy) {
+      float sc[8][4];
+#pragma unroll
+      for (int j = 0; j < 8; j++) sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+      mm_abt<T>(sc, qa, Ks[t], nk, lane);
+      float mx0 = m0, mx1 = m1;
+#pragma unroll
+      for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          int key = j * 8 + 2 * tq + (e & 1);
+          float v = key < nk ? sc[j][e] * sl2 : -INFINITY;
+          sc[j][e] = v;
+          if (e < 2) mx0 = fmaxf(mx0, v);
+          else mx1 = fmaxf(mx1, v);
+        }
+      /* key 0 of the tile is real: every row's max is finite from here */
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+      float c0 = exp2f(m0 - mx0), c1 = exp2f(m1 - mx1); /* 0 on the first tile */
+      m0 = mx0, m1 = mx1;
+      float r0 = 0.0f, r1 = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        sc[j][0] = exp2f(sc[j][0] - mx0), sc[j][1] = exp2f(sc[j][1] - mx0);
+        sc[j][2] = exp2f(sc[j][2] - mx1), sc[j][3] = exp2f(sc[j][3] - mx1);
+        r0 += sc[j][0] + sc[j][1], r1 += sc[j][2] + sc[j][3];
+        o[j][0] *= c0, o[j][1] *= c0, o[j][2] *= c1, o[j][3] *= c1;
+      }
+      l0 = l0 * c0 + r0, l1 = l1 * c1 + r1; /* this thread's columns; summed over the quad at the end */
+      mm_pb<T>(o, sc, Vs[t], nk, lane);
+    }
+    __syncthreads(); /* buffer t is consumed: the next prefetch may overwrite it */
   }
+  if (!busy) return;
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1), l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
   l1 += __shfl_xor_sync(0xffffffffu, l1, 1), l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
   float i0 = 1.0f / l0, i1 = 1.0f / l1;
@@ -229,6 +260,8 @@ __global__ void __launch_bounds__(128)
   frag_a(ka, Ks, w * 16, lane);
   frag_a(va, Vs, w * 16, lane);
   bool kva = k0 + w * 16 + g < L, kvb = k0 + w * 16 + g + 8 < L;
+  bool kbusy = k0 + w * 16 < L; /* a warp with no real key writes zeros for dS */
+  int nkt = L - k0;
   float dk[8][4], dv[8][4];
 #pragma unroll
   for (int j = 0; j < 8; j++)
@@ -249,9 +282,11 @@ __global__ void __launch_bounds__(128)
     for (int j = 0; j < 8; j++)
 #pragma unroll
       for (int e = 0; e < 4; e++) p[j][e] = dp[j][e] = 0.0f;
-    mm_abt<T>(p, ka, Qs, lane);  /* S^T */
-    mm_abt<T>(dp, va, Os, lane); /* dP^T = v dO^T */
     int nq = L - q0;
+    if (kbusy) {
+      mm_abt<T>(p, ka, Qs, nq, lane);  /* S^T */
+      mm_abt<T>(dp, va, Os, nq, lane); /* dP^T = v dO^T */
+    }
 #pragma unroll
     for (int j = 0; j < 8; j++)
 #pragma unroll
@@ -260,12 +295,12 @@ __global__ void __launch_bounds__(128)
         bool ok = q < nq && (e < 2 ? kva : kvb);
         p[j][e] = ok ? exp2f(p[j][e] * sl2 - Ls[q]) : 0.0f;
       }
-    mm_pb<T>(dv, p, Os, lane); /* dV += P^T dO */
+    if (kbusy) mm_pb<T>(dv, p, Os, nq, lane); /* dV += P^T dO */
 #pragma unroll
     for (int j = 0; j < 8; j++)
 #pragma unroll
       for (int e = 0; e < 4; e++) p[j][e] *= dp[j][e] - Ds[j * 8 + 2 * tq + (e & 1)]; /* dS^T */
-    mm_pb<T>(dk, p, Qs, lane); /* dK += dS^T q (scaled at the end) */
+    if (kbusy) mm_pb<T>(dk, p, Qs, nq, lane); /* dK += dS^T q (scaled at the end) */
 #pragma unroll
     for (int j = 0; j < 8; j++) {
       *(unsigned *)&Ss[w * 16 + g][j * 8 + 2 * tq] = pack2<T>(p[j][0], p[j][1]);
@@ -273,11 +308,13 @@ __global__ void __launch_bounds__(128)
     }
     __syncthreads();
     /* dQ rows w*16.. of this tile: A = dS (stored transposed as Ss[key][q]), B = K */
+    if (w * 16 >= nq) continue; /* no real query here; the loop's barrier is reached by the others */
     float dqa[8][4];
 #pragma unroll
     for (int j = 0; j < 8; j++) dqa[j][0] = dqa[j][1] = dqa[j][2] = dqa[j][3] = 0.0f;
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
+      if (kk * 16 >= nkt) break; /* dS is zero for padding keys */
       unsigned a[4];
       ldsm4t(a, &Ss[kk * 16 + (lane & 7) + (lane >> 4) * 8][w * 16 + ((lane >> 3) & 1) * 8]);
 #pragma unroll
