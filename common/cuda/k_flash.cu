@@ -10,6 +10,8 @@
  * banks. The softmax is online and in fp32, in base 2 (scores pre-scaled by
  * log2(e) / sqrt(64)). */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 #include <type_traits>
 
 #include "bmcuda_fwd.h"
@@ -215,16 +217,17 @@ __global__ void __launch_bounds__(128)
   }
 }
 
-/* D[n, h] = sum over the head's columns of dO * O, one thread a (row, head) */
+/* D[n, h] = sum over the head's columns of dO * O: a warp per (row, head),
+ * two columns a lane (coalesced 128-byte rows) */
 template <typename T>
 __global__ void k_flash_rowdot(float *D, const T *dout, const T *out, int N, int C, int H) {
-  size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-  if (i >= (size_t)N * H) return;
-  size_t n = i / H, h = i % H;
-  const T *a = dout + n * C + h * HD, *b = out + n * C + h * HD;
-  float acc = 0.0f;
-  for (int d = 0; d < HD; d++) acc = fmaf(bm_ld(a, d), bm_ld(b, d), acc);
-  D[i] = acc;
+  size_t i = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) >> 5;
+  int lane = threadIdx.x & 31;
+  if (i >= (size_t)N * H) return; /* whole warps */
+  size_t n = i / H, h = i % H, o = n * C + h * HD + 2 * lane;
+  float acc = bm_ld(dout, o) * bm_ld(out, o) + bm_ld(dout, o + 1) * bm_ld(out, o + 1);
+  for (int k = 16; k > 0; k >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, k);
+  if (lane == 0) D[i] = acc;
 }
 
 /* dqkv[n, 0:C] = dq[n, :] (fp32, already scaled) in the compute type */
@@ -242,19 +245,38 @@ __global__ void k_flash_dq_out(T *dqkv, const float *dq, int N, int C) {
  * out in the A layout for dV += P^T dO and dK += dS^T Q. dQ needs every
  * warp's keys: dS^T goes through shared memory and each warp adds its 16
  * queries' share into the fp32 dq with atomics. */
-template <typename T>
-__global__ void __launch_bounds__(128)
+#define BWD_SMEM (7 * FT * LDS * 2 + 4 * FT * 4)
+/* MINB blocks an SM: 2 fits the registers (~210); 3 caps them at 168 and
+ * spills a little (BM_CUDA_FLASH_BWD3=1 picks it, to measure) */
+template <typename T, int MINB>
+__global__ void __launch_bounds__(128, MINB)
     k_flash_bwd(float *dq, T *dqkv, const T *dout, const T *qkv, const float *lse, const float *D,
                 const int *start, const int *len, int C, int H, float scale, float sl2) {
-  __shared__ __align__(16) T Ks[FT][LDS], Vs[FT][LDS], Qs[FT][LDS], Os[FT][LDS], Ss[FT][LDS];
-  __shared__ float Ls[FT], Ds[FT];
+  /* dynamic (64 KiB): K, V, S and two buffers of Q, dO, lse, D so that the
+   * next query tile is in flight (cp.async) during this one's products */
+  extern __shared__ __align__(16) unsigned char fsm[];
+  T(*Ks)[LDS] = (T(*)[LDS])fsm, (*Vs)[LDS] = Ks + FT, (*Ss)[LDS] = Vs + FT;
+  T(*Qb)[LDS] = Ss + FT, (*Ob)[LDS] = Qb + 2 * FT;
+  float *Lb = (float *)(Ob + 2 * FT), *Db = Lb + 2 * FT;
   int s = blockIdx.z, h = blockIdx.y, L = len[s], k0 = blockIdx.x * FT;
   if (k0 >= L) return;
   size_t st = (size_t)start[s], ld = 3 * (size_t)C;
   const T *base = qkv + st * ld + h * HD;
   int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tq = lane & 3;
-  load_tile(Ks, base + C + k0 * ld, ld, L - k0);
-  load_tile(Vs, base + 2 * (size_t)C + k0 * ld, ld, L - k0);
+  load_tile_async(Ks, base + C + k0 * ld, ld, L - k0);
+  load_tile_async(Vs, base + 2 * (size_t)C + k0 * ld, ld, L - k0);
+  auto prefetch = [&](int q0, int b) {
+    load_tile_async(Qb + b * FT, base + q0 * ld, ld, L - q0);
+    load_tile_async(Ob + b * FT, dout + (st + q0) * C + h * HD, (size_t)C, L - q0);
+    if (threadIdx.x < FT) {
+      int q = q0 + threadIdx.x;
+      Lb[b * FT + threadIdx.x] = q < L ? lse[(st + q) * H + h] * LOG2E : 0.0f;
+      Db[b * FT + threadIdx.x] = q < L ? D[(st + q) * H + h] : 0.0f;
+    }
+  };
+  prefetch(0, 0);
+  cp_commit();
+  cp_wait<0>();
   __syncthreads();
   unsigned ka[4][4], va[4][4];
   frag_a(ka, Ks, w * 16, lane);
@@ -267,16 +289,14 @@ __global__ void __launch_bounds__(128)
   for (int j = 0; j < 8; j++)
 #pragma unroll
     for (int e = 0; e < 4; e++) dk[j][e] = dv[j][e] = 0.0f;
-  for (int q0 = 0; q0 < L; q0 += FT) {
-    __syncthreads(); /* the previous Q, dO, dS tiles are consumed */
-    load_tile(Qs, base + q0 * ld, ld, L - q0);
-    load_tile(Os, dout + (st + q0) * C + h * HD, (size_t)C, L - q0);
-    if (threadIdx.x < FT) {
-      int q = q0 + threadIdx.x;
-      Ls[threadIdx.x] = q < L ? lse[(st + q) * H + h] * LOG2E : 0.0f;
-      Ds[threadIdx.x] = q < L ? D[(st + q) * H + h] : 0.0f;
-    }
+  for (int q0 = 0, t = 0; q0 < L; q0 += FT, t ^= 1) {
+    __syncthreads(); /* buffer t^1 and S of the previous tile are consumed */
+    if (q0 + FT < L) prefetch(q0 + FT, t ^ 1);
+    cp_commit();
+    cp_wait<1>();
     __syncthreads();
+    T(*Qs)[LDS] = Qb + t * FT, (*Os)[LDS] = Ob + t * FT;
+    const float *Ls = Lb + t * FT, *Ds = Db + t * FT;
     float p[8][4], dp[8][4];
 #pragma unroll
     for (int j = 0; j < 8; j++)
@@ -401,15 +421,23 @@ static void bwd(bm_cuda *c, void *dqkv, const void *dout, const void *qkv, const
                 const int *start, const int *len, int nseq, int maxlen, int ntok, int C, int heads, void *scratch) {
   float *dq = (float *)scratch, *D = (float *)((char *)scratch + al256((size_t)ntok * C * 4));
   float scale = 1.0f / sqrtf((float)HD);
+  const char *occ = getenv("BM_CUDA_FLASH_BWD3");
+  bool b3 = occ && !strcmp(occ, "1");
+  CU(cudaFuncSetAttribute(b3 ? k_flash_bwd<T, 3> : k_flash_bwd<T, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                          BWD_SMEM));
   CU(cudaMemsetAsync(dq, 0, (size_t)ntok * C * 4, bm_cs(c)));
-  k_flash_rowdot<T><<<bm_blocks((size_t)ntok * heads, 256), 256, 0, bm_cs(c)>>>(D, (const T *)dout, (const T *)out,
+  k_flash_rowdot<T><<<bm_blocks((size_t)ntok * heads * 32, 256), 256, 0, bm_cs(c)>>>(D, (const T *)dout, (const T *)out,
                                                                                ntok, C, heads);
   CU_LAUNCH("k_flash_rowdot");
   for (int s0 = 0; s0 < nseq; s0 += 65535) {
     int ns = nseq - s0 < 65535 ? nseq - s0 : 65535;
     dim3 grid((unsigned)((maxlen + FT - 1) / FT), (unsigned)heads, (unsigned)ns);
-    k_flash_bwd<T><<<grid, 128, 0, bm_cs(c)>>>(dq, (T *)dqkv, (const T *)dout, (const T *)qkv, lse, D, start + s0,
-                                               len + s0, C, heads, scale, scale * LOG2E);
+    if (b3)
+      k_flash_bwd<T, 3><<<grid, 128, BWD_SMEM, bm_cs(c)>>>(dq, (T *)dqkv, (const T *)dout, (const T *)qkv, lse, D,
+                                                         start + s0, len + s0, C, heads, scale, scale * LOG2E);
+    else
+      k_flash_bwd<T, 2><<<grid, 128, BWD_SMEM, bm_cs(c)>>>(dq, (T *)dqkv, (const T *)dout, (const T *)qkv, lse, D,
+                                                         start + s0, len + s0, C, heads, scale, scale * LOG2E);
     CU_LAUNCH("k_flash_bwd");
   }
   k_flash_dq_out<T><<<bm_blocks((size_t)ntok * C, 256), 256, 0, bm_cs(c)>>>((T *)dqkv, dq, ntok, C);
