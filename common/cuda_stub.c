@@ -124,6 +124,25 @@ void bm_cuda_attention(bm_cuda *c, void *out, const void *qkv, bm_prec t, const 
       (void)C, (void)heads;
   UNREACHABLE;
 }
+int bm_cuda_flash_ok(bm_prec t, int C, int heads) { (void)t, (void)C, (void)heads; return 0; }
+void bm_cuda_flash_attention(bm_cuda *c, void *out, float *lse, const void *qkv, bm_prec t,
+                             const int *start, const int *len, int nseq, int maxlen, int C,
+                             int heads) {
+  (void)c, (void)out, (void)lse, (void)qkv, (void)t, (void)start, (void)len, (void)nseq,
+      (void)maxlen, (void)C, (void)heads;
+  UNREACHABLE;
+}
+size_t bm_cuda_flash_backward_scratch(int ntok, int C, int heads) {
+  (void)ntok, (void)C, (void)heads; UNREACHABLE;
+}
+void bm_cuda_flash_attention_backward(bm_cuda *c, void *dqkv, const void *dout, const void *qkv,
+                                      const void *out, const float *lse, bm_prec t,
+                                      const int *start, const int *len, int nseq, int maxlen,
+                                      int ntok, int C, int heads, void *scratch) {
+  (void)c, (void)dqkv, (void)dout, (void)qkv, (void)out, (void)lse, (void)t, (void)start,
+      (void)len, (void)nseq, (void)maxlen, (void)ntok, (void)C, (void)heads, (void)scratch;
+  UNREACHABLE;
+}
 bm_cuda_vit *bm_cuda_vit_new(bm_cuda *c, const bm_vit *m, bm_prec t, int max_batch) {
   (void)c, (void)m, (void)t, (void)max_batch; UNREACHABLE;
 }

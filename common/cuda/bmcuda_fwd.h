@@ -60,6 +60,25 @@ void bm_cuda_vit_tokens(bm_cuda *c, float *x, const float *patches, const float 
  * with an online softmax (flash style); scores never reach memory. */
 void bm_cuda_attention(bm_cuda *c, void *out, const void *qkv, bm_prec t, const int *start,
                        const int *len, int nseq, int maxlen, int C, int heads);
+/* bm_cuda_attention uses the tensor-core kernels below where they apply
+ * (bm_cuda_flash_ok) unless BM_CUDA_ATTN=fused-fp32 asks for the fp32 one. */
+int bm_cuda_flash_ok(bm_prec t, int C, int heads);
+/* Flash attention on the tensor cores: bf16 / fp16, head dim 64, the same
+ * arguments as bm_cuda_attention; lse fp32 [ntok, heads] (may be NULL)
+ * receives each row's natural log-sum-exp of the scaled scores, for the
+ * backward. */
+void bm_cuda_flash_attention(bm_cuda *c, void *out, float *lse, const void *qkv, bm_prec t,
+                             const int *start, const int *len, int nseq, int maxlen, int C,
+                             int heads);
+/* Its backward (FlashAttention-2: P recomputed from q, k and lse): dqkv T
+ * [ntok, 3C] is written whole (rows outside every sequence excepted) from
+ * dout T [ntok, C], qkv, out (the forward's) and lse; ntok covers every
+ * start + len; scratch of bm_cuda_flash_backward_scratch bytes. */
+size_t bm_cuda_flash_backward_scratch(int ntok, int C, int heads);
+void bm_cuda_flash_attention_backward(bm_cuda *c, void *dqkv, const void *dout, const void *qkv,
+                                      const void *out, const float *lse, bm_prec t,
+                                      const int *start, const int *len, int nseq, int maxlen,
+                                      int ntok, int C, int heads, void *scratch);
 
 #ifdef __cplusplus
 }

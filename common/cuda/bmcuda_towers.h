@@ -28,7 +28,9 @@ typedef struct bm_cuda_vit bm_cuda_vit;
 /* Uploads m's weights; batches of at most max_batch images. */
 bm_cuda_vit *bm_cuda_vit_new(bm_cuda *c, const bm_vit *m, bm_prec t, int max_batch);
 void bm_cuda_vit_free(bm_cuda_vit *g);
-/* Attention by the fused kernel (0, the default) or, batched = 1, by two
+/* Attention by bm_cuda_attention (0, the default: the tensor-core flash
+ * kernel in bf16 / fp16 with head dim 64, else the fp32 fused one;
+ * BM_CUDA_ATTN=fused-fp32 forces the latter) or, batched = 1, by two
  * cuBLAS strided-batched GEMMs per head around a softmax (scores in memory,
  * fp32): the images' sequences all have T tokens, so the GEMMs batch over
  * images. The environment's BM_CUDA_ATTN=batched sets 1 at bm_cuda_vit_new;

@@ -95,12 +95,17 @@ void bmct_l2norm_backward(bmct_ctx *c, float *dx, const float *dy, const float *
  * qkv[B*T,3C], out[B*T,C], P[B*heads,T,T] (the probabilities, kept for the
  * backward; the layout differs from the CPU's packed one only in name: with
  * equal lengths both are [b][h][T][T]), all prec; scratch of
- * bmct_attention_scratch bytes. dqkv[B*T,3C] is written. */
+ * bmct_attention_scratch bytes. dqkv[B*T,3C] is written. bf16 / fp16 with
+ * head dim 64 (unless BM_CUDA_ATTN=batched) run flash attention instead: P
+ * then receives the fp32 log-sum-exp [B*T, heads] (fewer bytes than the
+ * probabilities) and the backward recomputes the probabilities from it and
+ * reads the forward's out. */
 size_t bmct_attention_scratch(int prec, int B, int T, int C, int heads);
 void bmct_attention_fwd(bmct_ctx *c, int prec, void *out, void *P, const void *qkv, int B, int T,
                         int C, int heads, void *scratch);
 void bmct_attention_backward(bmct_ctx *c, int prec, void *dqkv, const void *dout, const void *qkv,
-                             const void *P, int B, int T, int C, int heads, void *scratch);
+                             const void *out, const void *P, int B, int T, int C, int heads,
+                             void *scratch);
 
 /* The forward pieces that keep nothing (im2col, bias adds, conversions, ViT
  * token assembly) are bmcuda_fwd.h's, on the same stream.

@@ -9,6 +9,9 @@
  * (online softmax), so scores never reach memory and the pass is single.
  * Math is fp32 on CUDA cores; the tiles are small enough (16 KiB) that
  * many blocks share an SM. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "bmcuda_fwd.h"
 #include "cuda_int.cuh"
 
@@ -97,6 +100,11 @@ extern "C" void bm_cuda_attention(bm_cuda *c, void *out, const void *qkv, bm_pre
                                   const int *start, const int *len, int nseq, int maxlen, int C,
                                   int heads) {
   if (nseq <= 0 || maxlen <= 0) return;
+  const char *sw = getenv("BM_CUDA_ATTN");
+  if (bm_cuda_flash_ok(t, C, heads) && !(sw && !strcmp(sw, "fused-fp32"))) {
+    bm_cuda_flash_attention(c, out, NULL, qkv, t, start, len, nseq, maxlen, C, heads);
+    return;
+  }
   if (heads <= 0 || C % heads || (C / heads != 64 && C / heads != 32 && C / heads != 16))
     bm_die("bm_cuda_attention: head dim %d (width %d, %d heads); the kernel has 16, 32, 64",
            heads > 0 ? C / heads : 0, C, heads);

@@ -7,13 +7,37 @@
  * in the backward would cost a second QK^T per layer for 3% of the
  * activations' memory. */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include "bmcuda_fwd.h"
 #include "train_internal.cuh"
 
 static size_t al(size_t b) { return (b + 255) & ~(size_t)255; }
 
+/* bf16 / fp16 with head dim 64 go through the tensor-core flash kernels
+ * (k_flash.cu): "P" then holds the fp32 log-sum-exp per (row, head) and P
+ * itself is recomputed in the backward. BM_CUDA_ATTN=batched keeps the
+ * batched-GEMM path below for comparison. */
+static int use_flash(int prec, int C, int heads) {
+  const char *sw = getenv("BM_CUDA_ATTN");
+  return bm_cuda_flash_ok((bm_prec)prec, C, heads) && !(sw && !strcmp(sw, "batched"));
+}
+
+/* flash: the backward's scratch, then start/len of the B sequences */
+__global__ void ctk_seqs(int *sl, int B, int T) {
+  int b = blockIdx.x * blockDim.x + threadIdx.x;
+  if (b < B) sl[b] = b * T, sl[B + b] = T;
+}
+static int *flash_seqs(bmct_ctx *c, void *scratch, int B, int T, int C, int heads) {
+  int *sl = (int *)((char *)scratch + al(bm_cuda_flash_backward_scratch(B * T, C, heads)));
+  ctk_seqs<<<nblocks((size_t)B, 256), 256, 0, c->st>>>(sl, B, T);
+  CKL("attention sequences");
+  return sl;
+}
+
 extern "C" size_t bmct_attention_scratch(int prec, int B, int T, int C, int heads) {
-  (void)heads;
+  if (use_flash(prec, C, heads)) return al(bm_cuda_flash_backward_scratch(B * T, C, heads)) + al(sizeof(int) * 2 * B);
   size_t e = bm_prec_size((bm_prec)prec), BTC = (size_t)B * T * C, BHTT = (size_t)B * heads * T * T;
   /* q, k, v; o / do; dq, dk, dv; S (fp32); dS */
   return 3 * al(BTC * e) + al(BTC * e) + 3 * al(BTC * e) + al(BHTT * 4) + al(BHTT * e);
@@ -140,10 +164,22 @@ static void bwd(bmct_ctx *c, int prec, void *dqkv, const void *dout, const void 
 
 extern "C" void bmct_attention_fwd(bmct_ctx *c, int prec, void *out, void *P, const void *qkv, int B, int T,
                                    int C, int heads, void *scratch) {
+  if (use_flash(prec, C, heads)) {
+    int *sl = flash_seqs(c, scratch, B, T, C, heads);
+    bm_cuda_flash_attention(c->cu, out, (float *)P, qkv, (bm_prec)prec, sl, sl + B, B, T, C, heads);
+    return;
+  }
   BMCT_DISPATCH(prec, E, fwd<E>(c, prec, out, P, qkv, B, T, C, heads, scratch));
 }
 
 extern "C" void bmct_attention_backward(bmct_ctx *c, int prec, void *dqkv, const void *dout, const void *qkv,
-                                        const void *P, int B, int T, int C, int heads, void *scratch) {
+                                        const void *out, const void *P, int B, int T, int C, int heads,
+                                        void *scratch) {
+  if (use_flash(prec, C, heads)) {
+    int *sl = flash_seqs(c, scratch, B, T, C, heads);
+    bm_cuda_flash_attention_backward(c->cu, dqkv, dout, qkv, out, (const float *)P, (bm_prec)prec, sl, sl + B, B,
+                                     T, B * T, C, heads, scratch);
+    return;
+  }
   BMCT_DISPATCH(prec, E, bwd<E>(c, prec, dqkv, dout, qkv, P, B, T, C, heads, scratch));
 }

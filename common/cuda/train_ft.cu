@@ -252,7 +252,7 @@ static void block_bwd(bm_cuda_ft *g, int l, int B, int need_dx) {
   bmct_layernorm_backward(c, g->d, GR(B_LN2W), GR(B_LN2B), g->dln, s->xm, s->m2, s->r2, pm(g, k0 + B_LN2W), N, W, 1);
   bmct_convert_colsum(c, p, g->dT != g->d ? g->dT : NULL, GR(B_PROJB), g->d, N, W);
   bmct_linear_backward(c, p, g->datt, 0, GR(B_PROJW), NULL, g->dT, s->att, wc(g, k0 + B_PROJW), N, W, W, 0);
-  bmct_attention_backward(c, p, g->dqkv, g->datt, s->qkv, s->P, B, g->T, W, g->H, g->ascratch);
+  bmct_attention_backward(c, p, g->dqkv, g->datt, s->qkv, s->att, s->P, B, g->T, W, g->H, g->ascratch);
   bmct_linear_backward(c, p, g->dln, 1, GR(B_QKVW), GR(B_QKVB), g->dqkv, s->ln1, wc(g, k0 + B_QKVW), N, W, 3 * W, 0);
   bmct_layernorm_backward(c, need_dx ? g->d : NULL, GR(B_LN1W), GR(B_LN1B), g->dln, s->x, s->m1, s->r1,
                           pm(g, k0 + B_LN1W), N, W, 1);

@@ -226,6 +226,53 @@ static void test_attention(int nseq, int heads, int hd, int maxlen) {
   free(start), free(len), free(qkv), free(ref), free(scratch);
 }
 
+/* The tensor-core flash kernel (bf16 / fp16, head dim 64) on sequences of
+ * the given lengths: out against bm_attention, lse against a float64
+ * log-sum-exp of the scaled scores, both outputs poisoned first. */
+static void test_flash(const int *lens, int nseq, int heads) {
+  int Cn = heads * 64, *start = bm_xmalloc(sizeof(int) * nseq), N = 0, ml = 0;
+  for (int s = 0; s < nseq; s++) start[s] = N, N += lens[s], ml = lens[s] > ml ? lens[s] : ml;
+  float *qkv = rnd((size_t)N * 3 * Cn, 2), *ref = bm_xmalloc(sizeof(float) * N * Cn);
+  float *scratch = bm_xmalloc(sizeof(float) * bm_attention_scratch(ml));
+  float *lref = bm_xmalloc(sizeof(float) * N * heads);
+  for (int p = 1; p < 3; p++) {
+    bm_prec t = PRECS[p];
+    CHECK(bm_cuda_flash_ok(t, Cn, heads), "flash attention applies to %s, head dim 64", bm_prec_name(t));
+    void *dq = bm_cuda_upload(C, qkv, (size_t)N * 3 * Cn, t, "qkv");
+    /* the reference reads the inputs as rounded to t */
+    float *q = down(dq, t, (size_t)N * 3 * Cn);
+    bm_attention(ref, q, start, lens, nseq, Cn, heads, NULL, scratch);
+    for (int s = 0; s < nseq; s++)
+      for (int h = 0; h < heads; h++)
+        for (int i = 0; i < lens[s]; i++) {
+          const float *qi = q + (size_t)(start[s] + i) * 3 * Cn + h * 64;
+          double mx = -INFINITY, sum = 0, *sc = bm_xmalloc(sizeof(double) * lens[s]);
+          for (int j = 0; j < lens[s]; j++) {
+            const float *kj = q + (size_t)(start[s] + j) * 3 * Cn + Cn + h * 64;
+            double d = 0;
+            for (int e = 0; e < 64; e++) d += (double)qi[e] * kj[e];
+            sc[j] = d / 8.0, mx = sc[j] > mx ? sc[j] : mx;
+          }
+          for (int j = 0; j < lens[s]; j++) sum += exp(sc[j] - mx);
+          lref[(size_t)(start[s] + i) * heads + h] = (float)(mx + log(sum));
+          free(sc);
+        }
+    int *dsl = bm_cuda_malloc(sizeof(int) * 2 * nseq, "start/len");
+    bm_cuda_h2d(C, dsl, start, sizeof(int) * nseq, BM_STREAM_COMPUTE);
+    bm_cuda_h2d(C, dsl + nseq, lens, sizeof(int) * nseq, BM_STREAM_COMPUTE);
+    void *dout = dev_poisoned(bm_prec_size(t) * N * Cn);
+    float *dl = dev_poisoned(sizeof(float) * N * heads);
+    bm_cuda_flash_attention(C, dout, dl, dq, t, dsl, dsl + nseq, nseq, ml, Cn, heads);
+    float *got = down(dout, t, (size_t)N * Cn), *lgot = down(dl, BM_PREC_FP32, (size_t)N * heads);
+    double e = relerr(got, ref, (size_t)N * Cn), el = relerr(lgot, lref, (size_t)N * heads);
+    CHECK(e < tol(t), "flash attention %s: %d sequences (%d..%d tokens), %d heads: out %.2e",
+          bm_prec_name(t), nseq, lens[0], lens[nseq - 1], heads, e);
+    CHECK(el < 1e-5, "flash attention %s: log-sum-exp %.2e", bm_prec_name(t), el);
+    free(got), free(lgot), free(q), bm_cuda_free(dq), bm_cuda_free(dout), bm_cuda_free(dl), bm_cuda_free(dsl);
+  }
+  free(start), free(qkv), free(ref), free(scratch), free(lref);
+}
+
 static void test_embed(void) {
   /* BERT embedding sum with learned prompt vectors (negative ids) */
   int V = 50, P = 40, W = 24, nctx = 3, N = 37;
@@ -378,6 +425,11 @@ int main(void) {
   test_attention(5, 12, 64, 256);
   test_attention(4, 2, 32, 70);
   test_attention(2, 2, 16, 33);
+  {
+    int odd[] = {1, 7, 63, 64, 65, 197, 256}, vit[] = {197, 197, 197, 197};
+    test_flash(odd, 7, 3);
+    test_flash(vit, 4, 12);
+  }
   test_embed();
   test_towers();
   bm_cuda_close(C);

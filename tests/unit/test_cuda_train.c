@@ -225,7 +225,7 @@ static void t_attention(bmct_ctx *c, int p) {
   void *od = poisoned(c, p, (size_t)N * C), *Pd = poisoned(c, p, nP), *dqd = poisoned(c, p, (size_t)N * 3 * C);
   void *s = bm_cuda_malloc(bmct_attention_scratch(p, B, T, C, H), "test");
   bmct_attention_fwd(c, p, od, Pd, qd, B, T, C, H, s);
-  bmct_attention_backward(c, p, dqd, dod, qd, Pd, B, T, C, H, s);
+  bmct_attention_backward(c, p, dqd, dod, qd, od, Pd, B, T, C, H, s);
   cmpd(c, "attention forward out", p, od, out, (size_t)N * C, tol_of(p));
   cmpd(c, "attention forward P", p, Pd, P, nP, tol_of(p));
   /* the backward reads P in the compute type: bf16 P differs from the
@@ -233,6 +233,34 @@ static void t_attention(bmct_ctx *c, int p) {
   cmpd(c, "attention backward dqkv", p, dqd, dq, (size_t)N * 3 * C, 2 * tol_of(p));
   free(qkv), free(dout), free(out), free(P), free(dq), free(scr);
   bm_cuda_free(qd), bm_cuda_free(dod), bm_cuda_free(od), bm_cuda_free(Pd), bm_cuda_free(dqd), bm_cuda_free(s);
+}
+
+/* The flash kernels (bf16 / fp16, head dim 64) on packed sequences of odd
+ * lengths: forward out, then the backward's dqkv against
+ * bm_attention_backward, every output poisoned first. */
+static void t_flash(bm_cuda *cu, bmct_ctx *c, int p) {
+  int lens[] = {1, 7, 63, 64, 65, 197, 256}, S = 7, H = 2, C = H * 64, start[7], N = 0;
+  for (int s = 0; s < S; s++) start[s] = N, N += lens[s];
+  float *qkv = rnd((size_t)N * 3 * C, 1.5f), *dout = rnd((size_t)N * C, 1);
+  void *qd = up(c, p, qkv, (size_t)N * 3 * C), *dod = up(c, p, dout, (size_t)N * C);
+  float *out = bm_xmalloc(sizeof(float) * N * C), *P = bm_xmalloc(sizeof(float) * bm_attention_probs_size(lens, S, H));
+  float *dq = bm_xmalloc(sizeof(float) * N * 3 * C), *scr = bm_xmalloc(sizeof(float) * bm_attention_backward_scratch(256));
+  bm_attention_train(out, P, qkv, start, lens, S, C, H, NULL);
+  bm_attention_backward(dq, dout, qkv, P, start, lens, S, C, H, scr);
+  int *sl = bm_cuda_malloc(sizeof(int) * 2 * S, "test");
+  bm_cuda_h2d(cu, sl, start, sizeof start, BM_STREAM_COMPUTE);
+  bm_cuda_h2d(cu, sl + S, lens, sizeof lens, BM_STREAM_COMPUTE);
+  void *od = poisoned(c, p, (size_t)N * C), *dqd = poisoned(c, p, (size_t)N * 3 * C);
+  void *ld = poisoned(c, BM_PREC_FP32, (size_t)N * H);
+  void *s = bm_cuda_malloc(bm_cuda_flash_backward_scratch(N, C, H), "test");
+  bm_cuda_flash_attention(cu, od, ld, qd, p, sl, sl + S, S, 256, C, H);
+  /* the backward's O is the GPU's own, as in training */
+  bm_cuda_flash_attention_backward(cu, dqd, dod, qd, od, ld, p, sl, sl + S, S, 256, N, C, H, s);
+  cmpd(c, "flash attention forward out (1..256 tokens)", p, od, out, (size_t)N * C, tol_of(p));
+  cmpd(c, "flash attention backward dqkv (1..256 tokens)", p, dqd, dq, (size_t)N * 3 * C, 2 * tol_of(p));
+  free(qkv), free(dout), free(out), free(P), free(dq), free(scr);
+  bm_cuda_free(qd), bm_cuda_free(dod), bm_cuda_free(od), bm_cuda_free(dqd), bm_cuda_free(ld), bm_cuda_free(s);
+  bm_cuda_free(sl);
 }
 
 static void t_embed(bmct_ctx *c, int p) {
@@ -517,6 +545,8 @@ int main(void) {
     t_attention(c, precs[k]);
     t_embed(c, precs[k]);
   }
+  t_flash(cu, c, BM_PREC_BF16);
+  t_flash(cu, c, BM_PREC_FP16);
   t_dropout_loss_opt(c);
   bmct_ctx_free(c);
   const char *dir = getenv("BM_TESTS");
