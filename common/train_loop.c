@@ -171,9 +171,12 @@ void bm_train_run(bm_train_task *t, const bm_train_opts *o, const bm_trainset *d
       }
       if (acc) acc_take(acc, opt, gn);
       if (s1 - g * N > 1) loss = gsum / (double)gn; /* one batch: its loss as it was */
-      double gnorm = bm_clip_grad_norm(opt, o->clip);
-      double f = bm_cosine_warmup(st->step, o->warmup, total);
-      bm_adamw_step(opt, f);
+      double gnorm, f = bm_cosine_warmup(st->step, o->warmup, total);
+      if (t->step) t->step(t, f, o->clip, &gnorm); /* a skipped fp16 step still counts in the schedule */
+      else {
+        gnorm = bm_clip_grad_norm(opt, o->clip);
+        bm_adamw_step(opt, f);
+      }
       st->step++, steps_here++;
       sum += gsum;
       double now = bm_now();
