@@ -124,7 +124,7 @@ check "resume: 1 epoch of 2 on the GPU (--stop-after 1)" \
   $FT $SMALL --device cuda --precision fp32 --stop-after 1 -o "$T/r.safetensors" "$D/train.bmr"
 check "  ... --resume on the GPU ends the run" \
   bm-train -q --mode finetune --device cuda --precision fp32 --resume "$T/r.last.safetensors" -o "$T/r.safetensors" "$D/train.bmr"
-check_eq "  ... at epoch 2, step 8" "$(st_opts "$T/r.last.safetensors")" "cuda fp32 2 $N"
+check_eq "  ... at epoch 2, step $N" "$(st_opts "$T/r.last.safetensors")" "cuda fp32 2 $N"
 embed "$T/r.safetensors" "$D/test.bmr" >"$T/r-test.bmr"
 check "  ... its checkpoint = the uninterrupted GPU run's (img_emb 1e-4)" \
   $PY "$BM_TESTS/bmr_compare.py" "$T/r-test.bmr" "$T/g32-test.bmr" --tensors img_emb --tol 1e-4
