@@ -28,10 +28,15 @@ typedef struct {
   int prec, synced;
 } finetune;
 
-static double finetune_grad(bm_train_task *t, const long *idx, int B, long e, uint64_t micro) {
-  finetune *f = t->self;
+/* training records idx[0..B-1] of epoch e into X, Y: decoded, augmented */
+static void train_batch(finetune *f, const long *idx, int B, long e) {
   bm_trainset_batch(f->ds, f->o->feat, idx, B, &f->slot, bm_sub_seed((uint64_t)f->o->seed, BM_AUG_TAG ^ (uint64_t)e),
                     f->X, f->Y);
+}
+
+static double finetune_grad(bm_train_task *t, const long *idx, int B, long e, uint64_t micro) {
+  finetune *f = t->self;
+  train_batch(f, idx, B, e);
   /* the mask of each batch of the run: its number, not the thread count or
    * the group, seeds it; the same after --resume */
   f->ft.drop_step = micro;
@@ -115,8 +120,7 @@ static bm_cuda_ft *gpu(finetune *f) {
 
 static double finetune_cuda_grad(bm_train_task *t, const long *idx, int B, long e, uint64_t micro) {
   finetune *f = t->self;
-  bm_trainset_batch(f->ds, f->o->feat, idx, B, &f->slot, bm_sub_seed((uint64_t)f->o->seed, BM_AUG_TAG ^ (uint64_t)e),
-                    f->X, f->Y);
+  train_batch(f, idx, B, e); /* on the CPU, while the GPU waits: the step before has returned */
   f->synced = 0;
   return bm_cuda_ft_grad(gpu(f), f->X, f->Y, B, micro);
 }
