@@ -1,11 +1,14 @@
 /* task_finetune.c - bm-train --mode finetune: the image tower and a head
- * end to end (finetune.h). Its checkpoint is the whole model, so that
- * bm-embed-img -m and bm-fuse -m both read it. */
+ * end to end (finetune.h), on the CPU or (--device cuda) on a GPU
+ * (cuda/bmcuda_train.h). Its checkpoint is the whole model, so that
+ * bm-embed-img -m and bm-fuse -m both read it; a GPU run's checkpoint is the
+ * same file as a CPU run's, so either resumes the other. */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda/bmcuda_train.h"
 #include "finetune.h"
 #include "train_task.h"
 #include "util.h"
@@ -17,12 +20,23 @@ typedef struct {
   bm_ft ft;
   float *X, *Y; /* [batch,3,S,S] normalized images, [batch,C] */
   bm_recslot slot;
+  /* --device cuda: the GPU copy of ft, made at the first batch (after
+   * --resume filled ft's moments and step); ft itself is only refreshed
+   * (synced) for a checkpoint */
+  bm_cuda *cu;
+  bm_cuda_ft *g;
+  int prec, synced;
 } finetune;
+
+/* training records idx[0..B-1] of epoch e into X, Y: decoded, augmented */
+static void train_batch(finetune *f, const long *idx, int B, long e) {
+  bm_trainset_batch(f->ds, f->o->feat, idx, B, &f->slot, bm_sub_seed((uint64_t)f->o->seed, BM_AUG_TAG ^ (uint64_t)e),
+                    f->X, f->Y);
+}
 
 static double finetune_grad(bm_train_task *t, const long *idx, int B, long e, uint64_t micro) {
   finetune *f = t->self;
-  bm_trainset_batch(f->ds, f->o->feat, idx, B, &f->slot, bm_sub_seed((uint64_t)f->o->seed, BM_AUG_TAG ^ (uint64_t)e),
-                    f->X, f->Y);
+  train_batch(f, idx, B, e);
   /* the mask of each batch of the run: its number, not the thread count or
    * the group, seeds it; the same after --resume */
   f->ft.drop_step = micro;
@@ -97,9 +111,43 @@ static void finetune_save(bm_train_task *t, const char *path, int moments, const
   free(text);
 }
 
+/* ---- the GPU task: same data path, batches read and augmented here ---- */
+
+static bm_cuda_ft *gpu(finetune *f) {
+  if (!f->g) f->g = bm_cuda_ft_init(&f->ft, f->cu, f->prec);
+  return f->g;
+}
+
+static double finetune_cuda_grad(bm_train_task *t, const long *idx, int B, long e, uint64_t micro) {
+  finetune *f = t->self;
+  train_batch(f, idx, B, e); /* on the CPU, while the GPU waits: the step before has returned */
+  f->synced = 0;
+  return bm_cuda_ft_grad(gpu(f), f->X, f->Y, B, micro);
+}
+
+static int finetune_cuda_step(bm_train_task *t, double lr_scale, double clip, double *norm) {
+  finetune *f = t->self;
+  return bm_cuda_ft_step(gpu(f), lr_scale, clip, norm);
+}
+
+static void finetune_cuda_logits(bm_train_task *t, const bm_trainset *vs, const long *idx, int B, float *logits) {
+  finetune *f = t->self;
+  bm_trainset_batch(vs, f->o->feat, idx, B, &f->slot, 0, f->X, NULL);
+  bm_cuda_ft_logits(gpu(f), f->X, B, logits);
+}
+
+/* parameters, moments and step back into ft once per epoch end, then the
+ * CPU's writer */
+static void finetune_cuda_save(bm_train_task *t, const char *path, int moments, const bm_train_state *st) {
+  finetune *f = t->self;
+  if (f->g && !f->synced) bm_cuda_ft_download(f->g, &f->ft), f->synced = 1;
+  finetune_save(t, path, moments, st);
+}
+
 static void finetune_free(bm_train_task *t) {
   finetune *f = t->self;
   bm_recslot_free(&f->slot);
+  bm_cuda_ft_free(f->g);
   bm_ft_free(&f->ft);
   free(f->X), free(f->Y);
   free(f);
@@ -133,4 +181,13 @@ void bm_task_finetune(bm_train_task *t, const bm_train_opts *o, const bm_trainse
   *t = (bm_train_task){.self = f, .opt = &f->ft.opt, .log_lr = o->lr_head, .grad = finetune_grad,
                  .logits = finetune_logits, .save = finetune_save, .free = finetune_free, .C = C,
                  .multilabel = ds->multilabel, .pw = pw};
+}
+
+void bm_task_finetune_cuda(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
+                           const float *pw, const bm_linhead *ck, bm_cuda *cu, int prec) {
+  bm_task_finetune(t, o, ds, model, pw, ck);
+  finetune *f = t->self;
+  f->cu = cu, f->prec = prec;
+  t->grad = finetune_cuda_grad, t->step = finetune_cuda_step, t->logits = finetune_cuda_logits;
+  t->save = finetune_cuda_save;
 }

@@ -171,10 +171,14 @@ void bm_train_run(bm_train_task *t, const bm_train_opts *o, const bm_trainset *d
       }
       if (acc) acc_take(acc, opt, gn);
       if (s1 - g * N > 1) loss = gsum / (double)gn; /* one batch: its loss as it was */
-      double gnorm = bm_clip_grad_norm(opt, o->clip);
-      double f = bm_cosine_warmup(st->step, o->warmup, total);
-      bm_adamw_step(opt, f);
-      if (t->after_step) t->after_step(t);
+      double gnorm, f = bm_cosine_warmup(st->step, o->warmup, total);
+      int took = 1;
+      if (t->step) took = t->step(t, f, o->clip, &gnorm); /* a skipped fp16 step still counts in the schedule */
+      else {
+        gnorm = bm_clip_grad_norm(opt, o->clip);
+        bm_adamw_step(opt, f);
+      }
+      if (took && t->after_step) t->after_step(t);
       st->step++, steps_here++;
       sum += gsum;
       double now = bm_now();
@@ -182,10 +186,13 @@ void bm_train_run(bm_train_task *t, const bm_train_opts *o, const bm_trainset *d
       fmt_eta((now - t0) / (double)steps_here * (double)(end * gpe - st->step), eta, sizeof eta);
       bm_progress_update(&prog, "epoch %ld/%ld step %ld/%ld loss %.4f ETA %s", e + 1, o->epochs, st->step, total,
                          loss, eta);
-      log_line(lf, json_pack("{sIsIsfsfsfsf}", "step", (json_int_t)st->step, "epoch", (json_int_t)(e + 1), "loss",
-                             loss, "lr", t->log_lr * f, "grad_norm", gnorm, "samples_per_s",
-                             gn / (now - ts > 1e-9 ? now - ts : 1e-9)),
-               o->log);
+      json_t *lj = json_pack("{sIsIsfsf}", "step", (json_int_t)st->step, "epoch", (json_int_t)(e + 1), "loss", loss,
+                             "lr", t->log_lr * f);
+      /* JSON has no inf or NaN: an fp16 step that overflowed logs null */
+      json_object_set_new(lj, "grad_norm", isfinite(gnorm) ? json_real(gnorm) : json_null());
+      if (!took) json_object_set_new(lj, "skipped", json_true());
+      json_object_set_new(lj, "samples_per_s", json_real(gn / (now - ts > 1e-9 ? now - ts : 1e-9)));
+      log_line(lf, lj, o->log);
     }
     st->epoch = e + 1;
     json_t *ej = json_pack("{sIsIsf}", "epoch", (json_int_t)st->epoch, "step", (json_int_t)st->step, "train_loss",

@@ -38,6 +38,12 @@ struct bm_train_task {
   /* Writes a checkpoint at path; moments: with the optimizer's moments. */
   void (*save)(bm_train_task *t, const char *path, int moments, const bm_train_state *st);
   void (*free)(bm_train_task *t);
+  /* NULL: the loop clips opt's gradients and takes an AdamW step itself.
+   * Otherwise (the parameters live elsewhere, e.g. on a GPU) the task clips
+   * at clip (<= 0: off) and steps with every lr times lr_scale; *norm gets
+   * the norm before clipping. Returns 0 when it skipped the step (fp16 loss
+   * scaling found inf/NaN gradients), 1 otherwise. */
+  int (*step)(bm_train_task *t, double lr_scale, double clip, double *norm);
   /* classification: the loss of the logits (softmax cross-entropy or BCE) */
   int C, multilabel;
   const float *pw; /* [C] BCE positive weights or NULL */

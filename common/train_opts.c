@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "cuda/bmcuda.h"
 #include "util.h"
 
 const char *const bm_mode_names[BM_NMODES] = {"linear", "finetune", "fusion", "regularized", "contrastive"};
@@ -27,6 +28,9 @@ json_t *bm_train_options_json(const bm_train_opts *o) {
                         bm_sel_names[o->select], "patience", (json_int_t)o->patience, "init", o->init, "val", o->val);
   json_object_set_new(j, "accum", json_integer(o->accum));
   json_object_set_new(j, "dropout", json_real(o->dropout));
+  if (o->device) /* information: not read back by a resume */
+    json_object_update_new(j, json_pack("{ssss}", "device", o->device, "precision",
+                                        bm_prec_name((bm_prec)o->prec)));
   if (o->mode != BM_MODE_LINEAR)
     json_object_update_new(j, json_pack("{sssfsfsIsb}", "model", o->model, "lr_encoder", o->lr_enc, "lr_head",
                                         o->lr_head, "unlock_last", (json_int_t)o->unlock, "freeze_tower", o->freeze));

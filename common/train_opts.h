@@ -43,6 +43,10 @@ typedef struct {
   int text, freeze_text, lock_image, lock_text, grad_checkpoint, allow_label_text;
   double patch_dropout;
   double beta1, beta2, eps; /* AdamW's: not options, the mode's */
+  /* --device cpu|cuda[:N], --precision (bm_prec): where it ran, kept in the
+   * checkpoint as information only (a run resumes on any device) */
+  const char *device;
+  int prec, prec_given;
   int given[O_NKEPT];
 } bm_train_opts;
 

@@ -6,6 +6,7 @@
  * starts the head from a file. */
 #ifndef BM_TRAIN_TASK_H
 #define BM_TRAIN_TASK_H
+#include "cuda/bmcuda.h"
 #include "model.h"
 #include "train_loop.h"
 
@@ -27,4 +28,10 @@ void bm_task_contrastive(bm_train_task *t, const bm_train_opts *o, const bm_trai
  * ck: fusion.*, prompt.ctx and the head are copied from its tensors. */
 void bm_task_fusion(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
                     const float *pw, const bm_linhead *ck);
+/* finetune on the open GPU cu (kept, not owned) in prec (bm_prec): grad,
+ * step and logits run there; the parameters come back to the CPU for each
+ * checkpoint. The GPU copy is made at the first batch, so that a --resume
+ * filling t->opt before bm_train_run is uploaded. No --accum (> 1). */
+void bm_task_finetune_cuda(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
+                           const float *pw, const bm_linhead *ck, bm_cuda *cu, int prec);
 #endif

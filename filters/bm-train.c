@@ -70,6 +70,9 @@ static const char usage[] =
     "      --init FILE          linear, finetune: start from head.weight/head.bias of FILE\n"
     "      --resume CKPT        continue from OUT.last.safetensors of an earlier run\n"
     "      --stop-after N       end after epoch N of the schedule (resume later)\n"
+    "      --device DEV         cpu (default), cuda or cuda:N: finetune's steps and\n"
+    "                           evaluations on a GPU (linear's head stays on the CPU)\n"
+    "      --precision P        on a GPU: fp32, bf16 (default) or fp16 activations\n"
     "  -j, --threads N          threads (default: OpenMP's)\n"
     "      --log FILE           JSON lines: one per step and one per epoch\n"
     "  -q, --quiet              no progress line or summary\n"
@@ -173,7 +176,7 @@ static void mode_model_defaults(bm_train_opts *o, const bm_model *m) {
 static void parse_args(int argc, char **argv, bm_train_opts *o) {
   enum { FEAT = 256, LR, WD, WARMUP, CLIP, SEED, FRAC, POSW, VAL, SEL, PAT, INIT, RESUME, STOP, LOG, LRENC, LRHEAD,
          UNLOCK, FREEZE, ACCUM, DROPOUT, FLAYERS, FWIDTH, FHEADS, TEXT, NCTX, ALLOW, FREEZE_TEXT, UNLOCK_TEXT,
-         LOCK_IMAGE, LOCK_TEXT, PDROP, GCK };
+         LOCK_IMAGE, LOCK_TEXT, PDROP, GCK, DEVICE, PREC };
   static const struct option longs[] = {
       {"mode", required_argument, 0, 'M'},      {"output", required_argument, 0, 'o'},
       {"features", required_argument, 0, FEAT}, {"epochs", required_argument, 0, 'e'},
@@ -196,6 +199,7 @@ static void parse_args(int argc, char **argv, bm_train_opts *o) {
       {"freeze-text", no_argument, 0, FREEZE_TEXT}, {"unlock-text-last", required_argument, 0, UNLOCK_TEXT},
       {"lock-image", no_argument, 0, LOCK_IMAGE}, {"lock-text", no_argument, 0, LOCK_TEXT},
       {"patch-dropout", required_argument, 0, PDROP}, {"grad-checkpoint", no_argument, 0, GCK},
+      {"device", required_argument, 0, DEVICE}, {"precision", required_argument, 0, PREC},
       {0, 0, 0, 0}};
   seen s = {0};
   int c;
@@ -281,6 +285,17 @@ static void parse_args(int argc, char **argv, bm_train_opts *o) {
       if (o->select < 0) bm_usage_die("--select %s: expected loss, accuracy, balanced_accuracy or auc_macro", optarg);
       o->given[O_SELECT] = 1;
       break;
+    case DEVICE:
+      if (bm_device_is_cuda(optarg) < 0) bm_usage_die("--device: cpu, cuda or cuda:N, not %s", optarg);
+      o->device = optarg;
+      break;
+    case PREC:
+    {
+      bm_prec pr;
+      if (bm_prec_parse(optarg, &pr)) bm_usage_die("--precision: fp32, bf16 or fp16, not %s", optarg);
+      o->prec = (int)pr, o->prec_given = 1;
+    }
+      break;
     case VAL: o->val = optarg; break;
     case INIT: o->init = optarg; break;
     case RESUME: o->resume = optarg; break;
@@ -345,12 +360,36 @@ static int mode_needs(const bm_train_opts *o) {
   }
 }
 
+/* --device and --precision against the mode and (a resumed run's) --accum;
+ * opens the GPU now, before anything is read or written. NULL: the CPU. */
+static bm_cuda *open_device(bm_train_opts *o) {
+  int gpu = bm_device_is_cuda(o->device) == 1;
+  if (!gpu && o->prec_given && o->prec != BM_PREC_FP32)
+    bm_usage_die("--precision %s: the CPU computes in fp32 (use --device cuda)", bm_prec_name((bm_prec)o->prec));
+  if (!gpu) return (void)(o->prec = BM_PREC_FP32), NULL;
+  if (!o->prec_given) o->prec = BM_PREC_BF16;
+  if (o->mode == BM_MODE_LINEAR) { /* a [C,D] head: a GPU would only add copies */
+    if (!o->quiet) bm_warn("--device %s: --mode linear trains its head on the CPU", o->device);
+    o->device = "cpu", o->prec = BM_PREC_FP32; /* the checkpoint says where it ran */
+    return NULL;
+  }
+  if (o->mode != BM_MODE_FINETUNE) bm_usage_die("--device %s: only --mode finetune trains on a GPU", o->device);
+  if (o->accum > 1)
+    bm_usage_die("--accum %ld: --device %s does not accumulate gradients yet (use a larger --batch, or the CPU)%s",
+                 o->accum, o->device, o->resume && !o->given[O_ACCUM] ? " (the checkpoint's --accum)" : "");
+  char err[512];
+  bm_cuda *cu = bm_cuda_open(o->device, err, sizeof err);
+  if (!cu) bm_die("--device %s", err);
+  if (!o->quiet) bm_warn("training on %s in %s", bm_cuda_describe(cu), bm_prec_name((bm_prec)o->prec));
+  return cu;
+}
+
 int main(int argc, char **argv) {
   bm_set_progname(argv[0]);
   bm_blas_init(argv);
   bm_train_opts o = {.epochs = 10, .batch = 64, .lr = 1e-3, .fraction = 1, .pos_weight = 1, .lr_enc = 1e-5,
                      .lr_head = 1e-3, .unlock = -1, .accum = 1, .fusion_layers = 2, .n_ctx = 8, .unlock_text = -1,
-                     .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+                     .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .device = "cpu"};
   parse_args(argc, argv, &o);
   /* a ViT-B/16 image keeps ~140 MB of activations: 64 of them would not fit
    * the workstations this runs on; contrastive needs more in-batch
@@ -383,6 +422,7 @@ int main(int argc, char **argv) {
       return 0;
     }
   }
+  bm_cuda *cu = open_device(&o);
   bm_model model = {0};
   /* a resumed run goes on from the towers of its checkpoint */
   int parts = o.mode == BM_MODE_FINETUNE ? BM_LOAD_VISION : BM_LOAD_VISION | BM_LOAD_TEXT;
@@ -420,6 +460,7 @@ int main(int argc, char **argv) {
   const bm_linhead *from = o.resume ? &ck : NULL;
   if (o.mode == BM_MODE_LINEAR) bm_task_linear(&task, &o, &ds, pw, from);
   else if (o.mode == BM_MODE_CONTRASTIVE) bm_task_contrastive(&task, &o, &ds, &model);
+  else if (o.mode == BM_MODE_FINETUNE && cu) bm_task_finetune_cuda(&task, &o, &ds, &model, pw, from, cu, o.prec);
   else if (o.mode == BM_MODE_FINETUNE) bm_task_finetune(&task, &o, &ds, &model, pw, from);
   else bm_task_fusion(&task, &o, &ds, &model, pw, from);
   bm_train_state st = {.best = NAN, .n_train = ds.n, .n_used = m, .npos = npos};
@@ -429,6 +470,7 @@ int main(int argc, char **argv) {
   }
   bm_train_run(&task, &o, &ds, idx, m, o.val ? &vs : NULL, &st, lastp);
   task.free(&task);
+  bm_cuda_close(cu);
   free(idx), free(lastp), free(npos), free(pw);
   bm_model_free(&model);
   bm_trainset_free(&ds);

@@ -7,6 +7,7 @@
 #   .gpu/tests/  the GPU unit tests (build/tests/test_cuda_*)
 #   .gpu/lib/    the shared libraries they need that the GPU machine lacks
 #   .gpu/py/     msgpack (pure Python) for the tests' compare scripts
+#   .gpu/train-cuda/  generated train/val/test records for t-train-cuda.sh
 # Then: the device tool with carry [".gpu"], command "sh tests/gpu/run.sh PART".
 #   sh tests/gpu/pack.sh
 # Programs are linked with --as-needed (in their own build folder) so that
@@ -41,6 +42,14 @@ ldd $G/bin/* $G/tests/* 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $1, 
   while read -r name path; do
     if ! echo "$name" | grep -Eq "$HAVE"; then cp -L "$path" $G/lib/"$name"; fi
   done
+# records for tests/t-train-cuda.sh, made here: bm-decode does not go along
+mkdir -p $G/train-cuda
+/usr/bin/python3 examples/make_demo_data.py $G/train-cuda/HAM --per-class 40 --seed 7 >/dev/null
+for s in train val test; do
+  $B/bin/bm-decode --format ham10000 --size 48 --split $s --test-fraction 0.2 -q --max-warnings 0 $G/train-cuda/HAM \
+    >$G/train-cuda/$s.bmr 2>/dev/null
+done
+rm -rf $G/train-cuda/HAM
 py=/usr/lib/python3/dist-packages/msgpack
 [ -d "$py" ] && cp -r "$py" $G/py/ && rm -f $G/py/msgpack/*.so
 strip --strip-debug $G/lib/* 2>/dev/null || true

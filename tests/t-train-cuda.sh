@@ -1,0 +1,142 @@
+#!/bin/sh
+# t-train-cuda.sh - bm-train --mode finetune --device cuda: the options'
+# rules everywhere; without a GPU (or built without nvcc) the refusal (status
+# 1, a clear message, nothing written); with one, on generated HAM10000-layout
+# records: fp32 on the GPU gives the CPU's checkpoint within a tolerance (the
+# same arithmetic in another summation order), bf16 learns, --resume goes on
+# on the GPU, and checkpoints move between the GPU and the CPU both ways.
+. "$BM_TESTS/lib.sh"
+MODEL="$BM_TESTS/fixtures/tiny-model"
+seed=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+
+# the records: bm-decode where it exists; on the GPU machine (which cannot
+# run bm-decode) those tests/gpu/pack.sh made into $BM_GPU/train-cuda
+if command -v bm-decode >/dev/null 2>&1; then
+  echo "# seed $seed"
+  $PY "$BM_TESTS/../examples/make_demo_data.py" "$T/HAM" --per-class 40 --seed "$seed" >/dev/null
+  for s in train val test; do
+    bm-decode --format ham10000 --size 48 --split $s --test-fraction 0.2 -q --max-warnings 0 "$T/HAM" >"$T/$s.bmr" 2>/dev/null
+  done
+  D=$T
+elif [ -f "${BM_GPU:-/nonexistent}/train-cuda/train.bmr" ]; then
+  D=$BM_GPU/train-cuda
+else
+  echo "# skip: t-train-cuda.sh: no bm-decode and no \$BM_GPU/train-cuda records (tests/gpu/pack.sh makes them)"
+  exit 0
+fi
+FT="bm-train -q --mode finetune -m $MODEL --batch 16 -j 2"
+
+# the options, whatever the machine
+check_refused() { # WHAT STATUS REGEX COMMAND...
+  what=$1 want=$2 re=$3; shift 3
+  "$@" >"$T/r.out" 2>"$T/r.err"
+  got=$?
+  if [ "$got" = "$want" ] && grep -Eq -- "$re" "$T/r.err"; then echo "ok - $what"; else
+    echo "not ok - $what (status $got, wanted $want and /$re/)"; sed 's/^/#   /' "$T/r.err" | head -5; fi
+}
+check_refused "--device tpu: usage, status 2" 2 "--device: cpu, cuda or cuda:N, not tpu" \
+  $FT --device tpu -o "$T/x.safetensors" "$D/train.bmr"
+check_refused "--precision bf16 on the CPU: status 2" 2 "the CPU computes in fp32" \
+  $FT --precision bf16 -o "$T/x.safetensors" "$D/train.bmr"
+check_refused "--precision fp8: status 2" 2 "fp32, bf16 or fp16, not fp8" \
+  $FT --device cuda --precision fp8 -o "$T/x.safetensors" "$D/train.bmr"
+check_refused "--device cuda --accum 2: refused (status 2), not yet on a GPU" 2 "--accum 2: --device cuda does not accumulate" \
+  $FT --device cuda --accum 2 -o "$T/x.safetensors" "$D/train.bmr"
+check_refused "--device cuda --mode fusion: status 2" 2 "only --mode finetune trains on a GPU" \
+  bm-train -q --mode fusion -m "$MODEL" --device cuda -o "$T/x.safetensors" "$D/train.bmr"
+check "no file was written by the refusals" sh -c "! ls '$T'/x* 2>/dev/null"
+# the head of --mode linear trains on the CPU whatever --device says
+bm-embed-img -q -m "$MODEL" <"$D/train.bmr" >"$T/emb.bmr"
+check "--mode linear --device cuda:0 trains (on the CPU) and says so" sh -c "
+  bm-train --mode linear --epochs 2 --device cuda:0 -o '$T/lin.safetensors' '$T/emb.bmr' 2>'$T/lin.err' &&
+  grep -q 'mode linear trains its head on the CPU' '$T/lin.err'"
+check "  ... its checkpoint names the device it ran on: cpu" $PY -c "
+import json, struct
+b = open('$T/lin.safetensors', 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
+o = json.loads(json.loads(b[8:8 + n])['__metadata__']['config'])['options']
+assert o['device'] == 'cpu' and o['precision'] == 'fp32', o"
+
+if ! bm-embed-img -q -m "$MODEL" --device cuda </dev/null >/dev/null 2>"$T/probe.err"; then
+  mkdir "$T/ng"
+  $FT --device cuda:0 --epochs 1 --log "$T/ng/log" -o "$T/ng/a.safetensors" "$D/train.bmr" 2>"$T/ng.err" >/dev/null
+  check_eq "no GPU: --device cuda:0 exits 1" "$?" 1
+  check "  ... saying why, naming cuda:0: $(head -c 160 "$T/ng.err")" \
+    grep -Eq -- "--device cuda:0: (no GPU|built without CUDA|CUDA driver too old)" "$T/ng.err"
+  check_eq "  ... and writes nothing (no checkpoint, no log)" "$(ls "$T/ng" | wc -l)" 0
+  echo "# skip: bm-train --device cuda tests: $(sed 's/^[^:]*: //' "$T/probe.err" | head -1)"
+  exit 0
+fi
+
+st_opts() { # CKPT: print the config's options.device/precision and epoch
+  $PY -c "
+import json, struct
+b = open('$1', 'rb').read(); n = struct.unpack('<Q', b[:8])[0]
+c = json.loads(json.loads(b[8:8 + n])['__metadata__']['config'])
+print(c['options']['device'], c['options']['precision'], c['epoch'], c['step'])"
+}
+embed() { bm-embed-img -q -m "$1" <"$2" | bm-fuse -q -m "$1"; } # CKPT SET: img_emb and scores (logits), on the CPU
+
+# (1) fp32 on the GPU = the CPU, to a tolerance: N AdamW steps (2 epochs of
+# a few batches of 16) of a tiny tower whose GEMMs and reductions sum in
+# another order (cuBLAS, double reductions). Measured on an H100 (8 steps):
+# img_emb 3.0e-7, scores 1.3e-7 apart; the tolerance 1e-4 leaves room for
+# AdamW, which turns a sign flip of a gradient near 0 into a 2 lr difference
+SMALL="--epochs 2 --lr-encoder 1e-4 --lr-head 1e-3 --dropout 0.1 --seed 3 --fraction 0.3"
+check "fp32: the CPU run" $FT $SMALL -o "$T/cpu.safetensors" --log "$T/cpu.log" "$D/train.bmr"
+check "fp32: the same run with --device cuda --precision fp32" \
+  $FT $SMALL --device cuda --precision fp32 -o "$T/g32.safetensors" --log "$T/g32.log" "$D/train.bmr"
+N=$(grep -c grad_norm "$T/cpu.log") # steps of the 2 epochs
+check_eq "  ... its checkpoint records the device and precision" "$(st_opts "$T/g32.safetensors")" "cuda fp32 2 $N"
+check "  ... every step's loss within 1e-4 (relative) of the CPU's" $PY -c "
+import json
+a = [json.loads(l) for l in open('$T/cpu.log') if 'grad_norm' in l]
+b = [json.loads(l) for l in open('$T/g32.log') if 'grad_norm' in l]
+assert len(a) == len(b) == $N > 1, (len(a), len(b))
+for x, y in zip(a, b):
+    assert abs(x['loss'] - y['loss']) <= 1e-4 * abs(x['loss']), (x, y)
+    assert abs(x['grad_norm'] - y['grad_norm']) <= 1e-3 * x['grad_norm'], (x, y)"
+embed "$T/cpu.safetensors" "$D/test.bmr" >"$T/cpu-test.bmr"
+embed "$T/g32.safetensors" "$D/test.bmr" >"$T/g32-test.bmr"
+for tt in "img_emb 1e-4" "scores 1e-4"; do
+  set -- $tt
+  check "  ... its checkpoint's test $1 within $2 of the CPU checkpoint's" \
+    $PY "$BM_TESTS/bmr_compare.py" "$T/g32-test.bmr" "$T/cpu-test.bmr" --tensors "$1" --tol "$2"
+  echo "# $1: $($PY "$BM_TESTS/bmr_compare.py" "$T/g32-test.bmr" "$T/cpu-test.bmr" --tensors "$1" --tol 1 2>&1 | tail -1)"
+done
+
+# (2) bf16 (the default on a GPU) learns
+LEARN="--epochs 12 --lr-encoder 3e-3 --lr-head 3e-2 --warmup 10"
+check "bf16: trains with --val" $FT $LEARN --device cuda --val "$D/val.bmr" --select accuracy -o "$T/bf.safetensors" \
+  --log "$T/bf.log" "$D/train.bmr"
+check_eq "  ... bf16 is the default on a GPU" "$(st_opts "$T/bf.safetensors" | cut -d' ' -f1-2)" "cuda bf16"
+embed "$T/bf.safetensors" "$D/test.bmr" | bm-score -j >"$T/bf.json"
+acc=$($PY -c "import json; print(json.load(open('$T/bf.json'))['accuracy'])")
+check "  ... test accuracy (the CPU pipeline on its checkpoint) $acc >= 0.5 (chance 1/7)" \
+  $PY -c "import sys; sys.exit(not float('$acc') >= 0.5)"
+embed "$T/bf.last.safetensors" "$D/val.bmr" | bm-score -j >"$T/bv.json"
+check "  ... its last validation AUC (bf16 logits) within 0.05 of the CPU pipeline's (fp32) on its checkpoint" $PY -c "
+import json
+last = [json.loads(l) for l in open('$T/bf.log') if 'val' in json.loads(l)][-1]['val']
+s = json.load(open('$T/bv.json'))
+assert abs(last['auc_macro'] - s['auc_macro']) < 0.05, (last, s)"
+
+# (3) --resume on the GPU goes on, and checkpoints cross between devices
+check "resume: 1 epoch of 2 on the GPU (--stop-after 1)" \
+  $FT $SMALL --device cuda --precision fp32 --stop-after 1 -o "$T/r.safetensors" "$D/train.bmr"
+check "  ... --resume on the GPU ends the run" \
+  bm-train -q --mode finetune --device cuda --precision fp32 --resume "$T/r.last.safetensors" -o "$T/r.safetensors" "$D/train.bmr"
+check_eq "  ... at epoch 2, step $N" "$(st_opts "$T/r.last.safetensors")" "cuda fp32 2 $N"
+embed "$T/r.safetensors" "$D/test.bmr" >"$T/r-test.bmr"
+check "  ... its checkpoint = the uninterrupted GPU run's (img_emb 1e-4)" \
+  $PY "$BM_TESTS/bmr_compare.py" "$T/r-test.bmr" "$T/g32-test.bmr" --tensors img_emb --tol 1e-4
+check "a GPU checkpoint resumes on the CPU" \
+  $FT $SMALL --device cuda --precision fp32 --stop-after 1 -o "$T/gc.safetensors" "$D/train.bmr"
+check "  ... --resume without --device" bm-train -q --mode finetune --resume "$T/gc.last.safetensors" -o "$T/gc.safetensors" "$D/train.bmr"
+check_eq "  ... ends at epoch 2 on the cpu" "$(st_opts "$T/gc.last.safetensors")" "cpu fp32 2 $N"
+embed "$T/gc.safetensors" "$D/test.bmr" >"$T/gc-test.bmr"
+check "  ... close to the all-CPU run (img_emb 1e-3)" \
+  $PY "$BM_TESTS/bmr_compare.py" "$T/gc-test.bmr" "$T/cpu-test.bmr" --tensors img_emb --tol 1e-3
+check "a CPU checkpoint resumes on the GPU" $FT $SMALL --stop-after 1 -o "$T/cg.safetensors" "$D/train.bmr"
+check "  ... --resume --device cuda (bf16)" \
+  bm-train -q --mode finetune --device cuda --resume "$T/cg.last.safetensors" -o "$T/cg.safetensors" "$D/train.bmr"
+check_eq "  ... ends at epoch 2 on the GPU" "$(st_opts "$T/cg.last.safetensors")" "cuda bf16 2 $N"
