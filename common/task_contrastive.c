@@ -158,18 +158,7 @@ static void clip_save(bm_train_task *t, const char *path, int moments, const bm_
   const bm_vit_train *vt = &c->vt;
   const bm_bert_train *bt = &c->bt;
   const bm_adamw *opt = moments ? &c->opt : NULL;
-  json_t *cfg = NULL;
-  if (m->ws.config_json) cfg = json_loads(m->ws.config_json, 0, NULL);
-  if (!json_is_object(cfg)) json_decref(cfg), cfg = json_object();
-  /* what the loader would otherwise guess: heads and the image normalization */
-  json_t *bc = json_object_get(cfg, "bm_cfg");
-  if (!json_is_object(bc)) json_object_set_new(cfg, "bm_cfg", bc = json_object());
-  json_object_set_new(bc, "vision_heads", json_integer(vt->v.heads));
-  json_object_set_new(bc, "text_heads", json_integer(bt->m.heads));
-  if (!json_is_object(json_object_get(cfg, "preprocess_cfg")))
-    json_object_set_new(cfg, "preprocess_cfg", json_pack("{s[fff]s[fff]}", "mean", (double)m->mean[0], (double)m->mean[1],
-                                                         (double)m->mean[2], "std", (double)m->std[0], (double)m->std[1],
-                                                         (double)m->std[2]));
+  json_t *cfg = bm_train_model_config(m, vt->v.heads, bt->m.heads);
   bm_train_config(cfg, c->o, c->ds, c->E, json_pack("[i]", c->E), &c->opt, st);
   char *text = bm_train_config_text(cfg);
   json_decref(cfg);

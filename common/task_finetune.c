@@ -58,17 +58,7 @@ static void finetune_save(bm_train_task *t, const char *path, int moments, const
   const bm_model *m = f->model;
   const bm_vit_train *vt = &f->ft.vt;
   const bm_adamw *opt = moments ? &f->ft.opt : NULL;
-  json_t *cfg = NULL;
-  if (m->ws.config_json) cfg = json_loads(m->ws.config_json, 0, NULL);
-  if (!json_is_object(cfg)) json_decref(cfg), cfg = json_object();
-  /* what the loader would otherwise guess: heads and the image normalization */
-  json_t *bc = json_object_get(cfg, "bm_cfg");
-  if (!json_is_object(bc)) json_object_set_new(cfg, "bm_cfg", bc = json_object());
-  json_object_set_new(bc, "vision_heads", json_integer(vt->v.heads));
-  if (!json_is_object(json_object_get(cfg, "preprocess_cfg")))
-    json_object_set_new(cfg, "preprocess_cfg", json_pack("{s[fff]s[fff]}", "mean", (double)m->mean[0], (double)m->mean[1],
-                                                         (double)m->mean[2], "std", (double)m->std[0], (double)m->std[1],
-                                                         (double)m->std[2]));
+  json_t *cfg = bm_train_model_config(m, vt->v.heads, 0);
   bm_train_config(cfg, f->o, f->ds, f->ft.E, json_pack("[i]", f->ft.E), &f->ft.opt, st); /* the head reads img_emb [E] */
   char *text = bm_train_config_text(cfg);
   json_decref(cfg);

@@ -146,17 +146,7 @@ static void fusion_save(bm_train_task *t, const char *path, int moments, const b
   const bm_vit_train *vt = &f->vt;
   const bm_bert_train *bt = &f->bt;
   const bm_adamw *opt = moments ? &f->opt : NULL;
-  json_t *cfg = NULL;
-  if (m->ws.config_json) cfg = json_loads(m->ws.config_json, 0, NULL);
-  if (!json_is_object(cfg)) json_decref(cfg), cfg = json_object();
-  json_t *bc = json_object_get(cfg, "bm_cfg");
-  if (!json_is_object(bc)) json_object_set_new(cfg, "bm_cfg", bc = json_object());
-  json_object_set_new(bc, "vision_heads", json_integer(vt->v.heads));
-  json_object_set_new(bc, "text_heads", json_integer(bt->m.heads));
-  if (!json_is_object(json_object_get(cfg, "preprocess_cfg")))
-    json_object_set_new(cfg, "preprocess_cfg", json_pack("{s[fff]s[fff]}", "mean", (double)m->mean[0], (double)m->mean[1],
-                                                         (double)m->mean[2], "std", (double)m->std[0], (double)m->std[1],
-                                                         (double)m->std[2]));
+  json_t *cfg = bm_train_model_config(m, vt->v.heads, bt->m.heads);
   bm_train_config(cfg, f->o, f->ds, f->K, json_pack("[ii]", f->fu.cfg.Di, f->fu.cfg.Dt), &f->opt, st);
   json_object_set_new(cfg, "fusion", fusion_json(&f->fu.cfg));
   json_object_set_new(cfg, "text", json_string(bm_text_names[f->o->text]));

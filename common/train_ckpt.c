@@ -149,3 +149,18 @@ char *bm_train_last_path(const char *out) {
   strcpy(p + stem, ".last.safetensors");
   return p;
 }
+
+json_t *bm_train_model_config(const bm_model *m, int vision_heads, int text_heads) {
+  json_t *cfg = NULL;
+  if (m->ws.config_json) cfg = json_loads(m->ws.config_json, 0, NULL);
+  if (!json_is_object(cfg)) json_decref(cfg), cfg = json_object();
+  json_t *bc = json_object_get(cfg, "bm_cfg");
+  if (!json_is_object(bc)) json_object_set_new(cfg, "bm_cfg", bc = json_object());
+  json_object_set_new(bc, "vision_heads", json_integer(vision_heads));
+  if (text_heads > 0) json_object_set_new(bc, "text_heads", json_integer(text_heads));
+  if (!json_is_object(json_object_get(cfg, "preprocess_cfg")))
+    json_object_set_new(cfg, "preprocess_cfg", json_pack("{s[fff]s[fff]}", "mean", (double)m->mean[0], (double)m->mean[1],
+                                                         (double)m->mean[2], "std", (double)m->std[0], (double)m->std[1],
+                                                         (double)m->std[2]));
+  return cfg;
+}

@@ -6,6 +6,7 @@
 #define BM_TRAIN_CKPT_H
 #include <jansson.h>
 #include "adamw.h"
+#include "model.h"
 #include "train_data.h"
 #include "train_opts.h"
 #include "weights.h"
@@ -33,6 +34,11 @@ json_t *bm_val_json(const bm_val_result *v);
  * width; feature_dims: the widths the head reads (stolen). */
 void bm_train_config(json_t *cfg, const bm_train_opts *o, const bm_trainset *ds, int D, json_t *feature_dims,
                      const bm_adamw *opt, const bm_train_state *st);
+/* A checkpoint's config that holds a whole model: the model's own config (or
+ * a new object) with what the loader would otherwise guess, the towers'
+ * head counts (bm_cfg.vision_heads; bm_cfg.text_heads when text_heads > 0)
+ * and the image normalization (preprocess_cfg). The caller owns it. */
+json_t *bm_train_model_config(const bm_model *m, int vision_heads, int text_heads);
 /* cfg as the "config" metadata string (malloc'd) */
 char *bm_train_config_text(json_t *cfg);
 /* The counters of config and the moments in ws of every parameter of opt
