@@ -194,14 +194,7 @@ static void clip_save(bm_train_task *t, const char *path, int moments, const bm_
       }
     }
   w[nw++] = f32("logit_scale", 0, NULL, 1, &c->log_scale); /* open_clip's 0-d parameter */
-  for (int i = 0; i < nmom; i++) { /* optim.m.NAME, optim.v.NAME flat [n] */
-    const bm_adamw_param *q = &opt->params[i / 2];
-    size_t len = strlen(q->name) + 16;
-    mnames[i] = bm_xmalloc(len);
-    snprintf(mnames[i], len, "optim.%c.%s", i % 2 ? 'v' : 'm', q->name);
-    int64_t sh[1] = {(int64_t)q->n};
-    w[nw++] = f32(mnames[i], 1, sh, q->n, i % 2 ? q->v : q->m);
-  }
+  if (opt) nw += bm_train_moment_weights(opt, w + nw, mnames);
   const char *keys[2] = {BM_ST_CONFIG, BM_ST_VOCAB}, *vals[2] = {text, m->ws.vocab};
   char err[512];
   if (bm_safetensors_write(path, w, nw, keys, vals, m->ws.vocab ? 2 : 1, err, sizeof err)) bm_die("%s", err);

@@ -84,14 +84,7 @@ static void finetune_save(bm_train_task *t, const char *path, int moments, const
   w[nw++] = (bm_weight){"head.weight", BM_W_F32, 2, {C, E}, C * E, f->ft.W, (size_t)(C * E) * sizeof(float)};
   w[nw++] = (bm_weight){"head.bias", BM_W_F32, 1, {C}, C, f->ft.b, (size_t)C * sizeof(float)};
   if (t->pw) w[nw++] = (bm_weight){"loss.pos_weight", BM_W_F32, 1, {C}, C, (float *)t->pw, (size_t)C * sizeof(float)};
-  for (int i = 0; i < nmom; i++) { /* optim.m.NAME, optim.v.NAME flat [n] */
-    const bm_adamw_param *q = &opt->params[i / 2];
-    size_t len = strlen(q->name) + 16;
-    mnames[i] = bm_xmalloc(len);
-    snprintf(mnames[i], len, "optim.%c.%s", i % 2 ? 'v' : 'm', q->name);
-    w[nw++] = (bm_weight){mnames[i], BM_W_F32, 1, {(int64_t)q->n}, (int64_t)q->n, i % 2 ? q->v : q->m,
-                          q->n * sizeof(float)};
-  }
+  if (opt) nw += bm_train_moment_weights(opt, w + nw, mnames);
   const char *keys[2] = {BM_ST_CONFIG, BM_ST_VOCAB}, *vals[2] = {text, m->ws.vocab};
   char err[512];
   if (bm_safetensors_write(path, w, nw, keys, vals, m->ws.vocab ? 2 : 1, err, sizeof err)) bm_die("%s", err);

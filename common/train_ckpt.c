@@ -164,3 +164,15 @@ json_t *bm_train_model_config(const bm_model *m, int vision_heads, int text_head
                                                          (double)m->std[2]));
   return cfg;
 }
+
+int bm_train_moment_weights(const bm_adamw *opt, bm_weight *w, char **names) {
+  int n = 2 * opt->nparams;
+  for (int i = 0; i < n; i++) {
+    const bm_adamw_param *q = &opt->params[i / 2];
+    size_t len = strlen(q->name) + 16;
+    names[i] = bm_xmalloc(len);
+    snprintf(names[i], len, "optim.%c.%s", i % 2 ? 'v' : 'm', q->name);
+    w[i] = (bm_weight){names[i], BM_W_F32, 1, {(int64_t)q->n}, (int64_t)q->n, i % 2 ? q->v : q->m, q->n * sizeof(float)};
+  }
+  return n;
+}

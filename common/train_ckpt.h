@@ -39,6 +39,11 @@ void bm_train_config(json_t *cfg, const bm_train_opts *o, const bm_trainset *ds,
  * head counts (bm_cfg.vision_heads; bm_cfg.text_heads when text_heads > 0)
  * and the image normalization (preprocess_cfg). The caller owns it. */
 json_t *bm_train_model_config(const bm_model *m, int vision_heads, int text_heads);
+/* The AdamW moments of every parameter of opt as checkpoint tensors
+ * optim.m.NAME and optim.v.NAME (flat [n]: what bm_train_resume_state
+ * reads), appended at w; names[2 * nparams] get the malloc'd names, for the
+ * caller to free after writing. Returns how many tensors it appended. */
+int bm_train_moment_weights(const bm_adamw *opt, bm_weight *w, char **names);
 /* cfg as the "config" metadata string (malloc'd) */
 char *bm_train_config_text(json_t *cfg);
 /* The counters of config and the moments in ws of every parameter of opt
