@@ -18,6 +18,7 @@
 #include "kernels.h"
 #include "model.h"
 #include "record.h"
+#include "run_opts.h"
 #include "util.h"
 
 static const char usage[] =
@@ -40,10 +41,9 @@ static const char usage[] =
     "Exit status: 0 ok, 1 error (model, input, an image of the wrong size), 2 usage.\n";
 
 typedef struct {
-  const char *model, *input, *device;
+  const char *model, *input;
   int tokens, quiet;
-  long batch, threads;
-  bm_prec prec;
+  bm_run_opts run; /* --batch, --threads, --device, --precision */
 } options;
 
 typedef struct {
@@ -112,65 +112,46 @@ static void host_free(const state *s, float *p) {
 int main(int argc, char **argv) {
   bm_set_progname(argv[0]);
   bm_blas_init(argv);
-  options opt = {.batch = 32, .device = "cpu", .prec = BM_PREC_BF16};
-  int prec_set = 0;
+  options opt = {.run = BM_RUN_OPTS_DEFAULT};
   static const struct option longs[] = {{"model", required_argument, 0, 'm'},
                                         {"tokens", no_argument, 0, 't'},
-                                        {"batch", required_argument, 0, 'b'},
-                                        {"threads", required_argument, 0, 'j'},
                                         {"quiet", no_argument, 0, 'q'},
-                                        {"device", required_argument, 0, 'd'},
-                                        {"precision", required_argument, 0, 'p'},
+                                        BM_RUN_LONGOPTS,
                                         {"help", no_argument, 0, 'h'},
                                         {0, 0, 0, 0}};
   int c;
-  while ((c = getopt_long(argc, argv, "m:tb:j:qd:p:h", longs, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "m:tqh" BM_RUN_SHORTOPTS, longs, NULL)) != -1) {
     switch (c) {
     case 'm': opt.model = optarg; break;
     case 't': opt.tokens = 1; break;
-    case 'b':
-      if (bm_parse_long(optarg, 1, 1 << 16, &opt.batch)) bm_usage_die("--batch: not a count from 1 to 65536: %s", optarg);
-      break;
-    case 'j':
-      if (bm_parse_long(optarg, 1, 4096, &opt.threads)) bm_usage_die("--threads: not a count: %s", optarg);
-      break;
     case 'q': opt.quiet = 1; break;
-    case 'd':
-      if (bm_device_is_cuda(optarg) < 0) bm_usage_die("--device: cpu, cuda or cuda:N, not %s", optarg);
-      opt.device = optarg;
-      break;
-    case 'p':
-      if (bm_prec_parse(optarg, &opt.prec)) bm_usage_die("--precision: fp32, bf16 or fp16, not %s", optarg);
-      prec_set = 1;
-      break;
     case 'h': fputs(usage, stdout); return 0;
-    default: bm_usage_die("unknown option (see --help)");
+    default:
+      if (!bm_run_opt(&opt.run, c, optarg)) bm_usage_die("unknown option (see --help)");
     }
   }
   if (!opt.model) bm_usage_die("-m MODEL is required (see --help)");
   if (argc - optind > 1) bm_usage_die("one input at most (see --help)");
   opt.input = optind < argc ? argv[optind] : NULL;
-  bm_set_threads((int)opt.threads);
-  if (prec_set && opt.prec != BM_PREC_FP32 && !bm_device_is_cuda(opt.device))
-    bm_usage_die("--precision %s: the CPU computes in fp32 (use --device cuda)", bm_prec_name(opt.prec));
+  bm_run_opts_apply(&opt.run);
 
   state s;
   memset(&s, 0, sizeof s);
   char err[1024];
   if (bm_model_load(&s.m, opt.model, BM_LOAD_VISION, err, sizeof err)) bm_die("%s", err);
   const bm_vit *v = &s.m.vit;
-  if (bm_device_is_cuda(opt.device)) {
-    if (!(s.gpu = bm_cuda_open(opt.device, err, sizeof err))) bm_die("--device %s", err);
-    s.gvit = bm_cuda_vit_new(s.gpu, v, opt.prec, (int)opt.batch);
-    if (!opt.quiet) bm_warn("image tower on %s in %s", bm_cuda_describe(s.gpu), bm_prec_name(opt.prec));
+  if (bm_device_is_cuda(opt.run.device)) {
+    if (!(s.gpu = bm_cuda_open(opt.run.device, err, sizeof err))) bm_die("--device %s", err);
+    s.gvit = bm_cuda_vit_new(s.gpu, v, opt.run.prec, (int)opt.run.batch);
+    if (!opt.quiet) bm_warn("image tower on %s in %s", bm_cuda_describe(s.gpu), bm_prec_name(opt.run.prec));
   }
   int S = v->image_size;
   size_t npix = (size_t)3 * S * S;
   for (int k = 0; k < 2; k++) {
     slot *b = &s.sl[k];
-    b->img = host_floats(&s, (size_t)opt.batch * npix, "images");
-    b->emb = host_floats(&s, (size_t)opt.batch * v->embed_dim, "embeddings");
-    if (opt.tokens) b->tok = host_floats(&s, (size_t)opt.batch * v->ntok * v->width, "tokens");
+    b->img = host_floats(&s, (size_t)opt.run.batch * npix, "images");
+    b->emb = host_floats(&s, (size_t)opt.run.batch * v->embed_dim, "embeddings");
+    if (opt.tokens) b->tok = host_floats(&s, (size_t)opt.run.batch * v->ntok * v->width, "tokens");
     bm_held_init(&b->held);
   }
   if (opt.tokens) s.tok16 = bm_xmalloc(bm_mul_size((size_t)v->ntok * v->width, sizeof(uint16_t)));
@@ -213,7 +194,7 @@ int main(int argc, char **argv) {
     b->img_of[i] = has ? b->nimg : -1;
     if (has) bm_model_normalize_image(&s.m, t.data, S, b->img + (size_t)b->nimg++ * npix);
     /* a long run of records without images is written out too, not hoarded */
-    if (b->nimg == opt.batch || b->held.n >= 4 * opt.batch) {
+    if (b->nimg == opt.run.batch || b->held.n >= 4 * opt.run.batch) {
       submit(&s, cur, &opt);
       if (pending >= 0) finish(&s, pending, &opt, w, &o);
       pending = cur, cur ^= 1;

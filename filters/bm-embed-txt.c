@@ -19,6 +19,7 @@
 #include "text_batch.h"
 #include "train_opts.h"
 #include "record.h"
+#include "run_opts.h"
 #include "util.h"
 
 static const char usage[] =
@@ -53,10 +54,9 @@ static const char usage[] =
 static const char *const default_templates[] = {"this is an image of {}", "{} presented in image"};
 
 typedef struct {
-  const char *model, *input, *classes, *templates, *device;
+  const char *model, *input, *classes, *templates;
   int tokens, quiet;
-  long batch, threads;
-  bm_prec prec;
+  bm_run_opts run; /* --batch, --threads, --device, --precision */
 } options;
 
 /* A batch of tokenized texts packed one after the other. */
@@ -104,19 +104,19 @@ static void encoder_init(encoder *e, const options *opt) {
   char err[1024];
   if (bm_model_load(&e->m, opt->model, BM_LOAD_TEXT, err, sizeof err)) bm_die("%s", err);
   const bm_bert *b = &e->m.bert;
-  size_t cap = (size_t)opt->batch * b->context;
+  size_t cap = (size_t)opt->run.batch * b->context;
   e->ids = bm_xmalloc(bm_mul_size(cap, sizeof(int32_t)));
-  e->start = bm_xmalloc(sizeof(int) * (size_t)opt->batch);
-  e->len = bm_xmalloc(sizeof(int) * (size_t)opt->batch);
-  e->emb = bm_xmalloc(bm_mul_size((size_t)opt->batch * b->embed_dim, sizeof(float)));
+  e->start = bm_xmalloc(sizeof(int) * (size_t)opt->run.batch);
+  e->len = bm_xmalloc(sizeof(int) * (size_t)opt->run.batch);
+  e->emb = bm_xmalloc(bm_mul_size((size_t)opt->run.batch * b->embed_dim, sizeof(float)));
   if (opt->tokens) e->tok = bm_xmalloc(bm_mul_size(cap * b->width, sizeof(float)));
   bm_text_batch_init(&e->tb);
   encoder_text_mode(e, opt->model);
-  if (bm_device_is_cuda(opt->device)) {
-    if (!(e->gpu = bm_cuda_open(opt->device, err, sizeof err))) bm_die("--device %s", err);
-    e->gbert = bm_cuda_bert_new(e->gpu, b, opt->prec, (int)opt->batch, (int)cap);
+  if (bm_device_is_cuda(opt->run.device)) {
+    if (!(e->gpu = bm_cuda_open(opt->run.device, err, sizeof err))) bm_die("--device %s", err);
+    e->gbert = bm_cuda_bert_new(e->gpu, b, opt->run.prec, (int)opt->run.batch, (int)cap);
     if (e->ctx) bm_cuda_bert_set_ctx(e->gbert, e->ctx, e->n_ctx);
-    if (!opt->quiet) bm_warn("text tower on %s in %s", bm_cuda_describe(e->gpu), bm_prec_name(opt->prec));
+    if (!opt->quiet) bm_warn("text tower on %s in %s", bm_cuda_describe(e->gpu), bm_prec_name(opt->run.prec));
   }
 }
 
@@ -204,7 +204,7 @@ static int embed_records(const options *opt) {
         missing++;
       }
     }
-    if (got != 1 || e.n == opt->batch || held.n >= 4 * opt->batch) {
+    if (got != 1 || e.n == opt->run.batch || held.n >= 4 * opt->run.batch) {
       encoder_run(&e, opt->tokens);
       for (int i = 0; i < held.n; i++) {
         const msgpack_object *hr = bm_held_get(&held, i);
@@ -332,7 +332,7 @@ static int embed_classes(const options *opt) {
   }
   options o2 = *opt;
   o2.tokens = 0;
-  if (o2.batch < nt) o2.batch = nt;
+  if (o2.run.batch < nt) o2.run.batch = nt;
   encoder e;
   memset(&e, 0, sizeof e);
   encoder_init(&e, &o2);
@@ -377,43 +377,26 @@ static int embed_classes(const options *opt) {
 int main(int argc, char **argv) {
   bm_set_progname(argv[0]);
   bm_blas_init(argv);
-  options opt = {.batch = 32, .device = "cpu", .prec = BM_PREC_BF16};
-  int prec_set = 0;
+  options opt = {.run = BM_RUN_OPTS_DEFAULT};
   static const struct option longs[] = {{"model", required_argument, 0, 'm'},
                                         {"tokens", no_argument, 0, 't'},
                                         {"classes", required_argument, 0, 'c'},
                                         {"templates", required_argument, 0, 'T'},
-                                        {"batch", required_argument, 0, 'b'},
-                                        {"threads", required_argument, 0, 'j'},
                                         {"quiet", no_argument, 0, 'q'},
-                                        {"device", required_argument, 0, 'd'},
-                                        {"precision", required_argument, 0, 'p'},
+                                        BM_RUN_LONGOPTS,
                                         {"help", no_argument, 0, 'h'},
                                         {0, 0, 0, 0}};
   int c;
-  while ((c = getopt_long(argc, argv, "m:tc:T:b:j:qd:p:h", longs, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "m:tc:T:qh" BM_RUN_SHORTOPTS, longs, NULL)) != -1) {
     switch (c) {
     case 'm': opt.model = optarg; break;
     case 't': opt.tokens = 1; break;
     case 'c': opt.classes = optarg; break;
     case 'T': opt.templates = optarg; break;
-    case 'b':
-      if (bm_parse_long(optarg, 1, 1 << 16, &opt.batch)) bm_usage_die("--batch: not a count from 1 to 65536: %s", optarg);
-      break;
-    case 'j':
-      if (bm_parse_long(optarg, 1, 4096, &opt.threads)) bm_usage_die("--threads: not a count: %s", optarg);
-      break;
     case 'q': opt.quiet = 1; break;
-    case 'd':
-      if (bm_device_is_cuda(optarg) < 0) bm_usage_die("--device: cpu, cuda or cuda:N, not %s", optarg);
-      opt.device = optarg;
-      break;
-    case 'p':
-      if (bm_prec_parse(optarg, &opt.prec)) bm_usage_die("--precision: fp32, bf16 or fp16, not %s", optarg);
-      prec_set = 1;
-      break;
     case 'h': fputs(usage, stdout); return 0;
-    default: bm_usage_die("unknown option (see --help)");
+    default:
+      if (!bm_run_opt(&opt.run, c, optarg)) bm_usage_die("unknown option (see --help)");
     }
   }
   if (!opt.model) bm_usage_die("-m MODEL is required (see --help)");
@@ -422,8 +405,6 @@ int main(int argc, char **argv) {
   if (opt.classes && optind < argc) bm_usage_die("--classes reads no records (see --help)");
   if (argc - optind > 1) bm_usage_die("one input at most (see --help)");
   opt.input = optind < argc ? argv[optind] : NULL;
-  bm_set_threads((int)opt.threads);
-  if (prec_set && opt.prec != BM_PREC_FP32 && !bm_device_is_cuda(opt.device))
-    bm_usage_die("--precision %s: the CPU computes in fp32 (use --device cuda)", bm_prec_name(opt.prec));
+  bm_run_opts_apply(&opt.run);
   return opt.classes ? embed_classes(&opt) : embed_records(&opt);
 }

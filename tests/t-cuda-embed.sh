@@ -11,6 +11,17 @@ check_eq "  ... status 2" "$(bm-embed-img -q -m $M --device gpu < /dev/null >/de
 check_fails "--precision bf16 on the CPU is a usage error" bm-embed-txt -q -m $M --precision bf16
 check_fails "bm-fuse --device tpu is a usage error" bm-fuse -q --device tpu
 check_fails "--precision fp64 is a usage error" bm-embed-img -q -m $M --device cuda --precision fp64
+# the options both towers share (run_opts.c) say the same for each program
+for p in bm-embed-img bm-embed-txt; do
+  for bad in "--batch 0:--batch: not a count" "-b 70000:--batch: not a count from 1 to 65536" \
+             "--threads many:--threads: not a count" "-d tpu:--device: cpu, cuda or cuda:N, not tpu" \
+             "-p fp8:--precision: fp32, bf16 or fp16, not fp8" \
+             "--precision fp16:--precision fp16: the CPU computes in fp32"; do
+    $p -q -m $M ${bad%%:*} < /dev/null > /dev/null 2> $T/err
+    check_eq "$p ${bad%%:*}: status 2" "$?" 2
+    check "  ... says \"${bad#*:}\"" grep -qF -- "${bad#*:}" $T/err
+  done
+done
 
 if ! bm-embed-img -q -m $M --device cuda < $D/images.bmr > $T/probe.bmr 2> $T/probe.err; then
   # no GPU here: the refusal must say so, naming the device, with status 1
