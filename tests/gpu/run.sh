@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs ON the GPU machine, from the repository root, with what pack.sh put
 # into .gpu/ (never builds there). Parts, in any order (default: all three):
-#   tests      the GPU unit tests and the t-cuda-*.sh shell tests
+#   tests      the GPU unit tests and the t-*cuda*.sh shell tests (t-train-cuda.sh too)
 #   sanitizer  compute-sanitizer memcheck and racecheck on the kernel tests
 #   bench      every tests/gpu/bench_*.sh
 #   sh tests/gpu/run.sh tests            (each part fits in a 10-minute call)
@@ -19,7 +19,7 @@ export PATH="$G/bin:$PATH:/usr/local/cuda/bin"
 OUT=${OUT:-$root/gpu-out}
 export OUT
 mkdir -p "$OUT"
-GPU_TESTS=${GPU_TESTS:-"$(ls $G/tests/test_cuda_* 2>/dev/null) $(ls $root/tests/t-cuda-*.sh 2>/dev/null)"}
+GPU_TESTS=${GPU_TESTS:-"$(ls $G/tests/test_cuda_* 2>/dev/null) $(ls $root/tests/t-*cuda*.sh 2>/dev/null)"}
 GPU_SAN_TESTS=${GPU_SAN_TESTS:-"$(ls $G/tests/test_cuda_* 2>/dev/null)"}
 summary=$OUT/summary.txt
 : > "$summary"
