@@ -284,6 +284,7 @@ static void t_patch_dropout(bm_cuda *cu, bmct_ctx *c, const bm_vit *v, const sha
   int *keep1 = bm_xmalloc(sizeof(int) * (size_t)B * K);
   for (int step = 5; step <= 6; step++) {
     float *img = images(c, prec, B, S);
+    bmct_poison(c, emb_d, BM_PREC_FP32, nE), bmct_poison(c, tok_d, BM_PREC_FP32, nT);
     cpu.pd_step = (uint64_t)step;
     if (step == 6) bm_cuda_vt_set_patch_dropout(g, pd, seed, (uint64_t)step);
     CHECK(bm_cuda_vt_ntok(g) == T, "%s step %d: %d tokens an image announced (%d)", ctx, step, T, bm_cuda_vt_ntok(g));
