@@ -22,9 +22,12 @@
  * fp16: nothing scales the gradients here. Multiply demb / dtokens by the
  * loss scale (they are linear in it) and divide the gradients afterwards.
  *
- * All work is queued on the compute stream of cu; emb / tokens / demb /
- * dtokens are device pointers, valid until the next call. Every CUDA call is
- * checked (bm_die on failure). Built only with nvcc (BM_HAVE_CUDA). */
+ * All work is queued on the compute stream of cu (the context's); only the
+ * uploads wait for it (host images, patch dropout's kept rows, parameters).
+ * emb / tokens / demb / dtokens are the caller's device buffers (fp32); the
+ * tower reads demb / dtokens during the backward call's queued work only.
+ * Every CUDA call is checked (bm_die on failure). Built only with nvcc
+ * (BM_HAVE_CUDA). */
 #ifndef BM_CUDA_VIT_TRAIN_H
 #define BM_CUDA_VIT_TRAIN_H
 
