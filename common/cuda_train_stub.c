@@ -1,8 +1,9 @@
 /* cuda_train_stub.c - the GPU training API (cuda/bmcuda_train.h: the
  * fine-tuning step, the text tower) for a build without nvcc, so that
  * bm-train links either way: nothing here can be reached, since bm_cuda_open
- * (cuda_stub.c) fails first and every call needs its device. The low-level bmct_* kernels have no stub: only the GPU tests
- * call them, and those are built against them only with BM_HAVE_CUDA. */
+ * (cuda_stub.c) fails first and every call needs its device. The low-level
+ * bmct_* kernels have no stub: only the GPU tests call them, and those are
+ * built against them only with BM_HAVE_CUDA. */
 #ifndef BM_HAVE_CUDA
 #include "cuda/bmcuda_train.h"
 #include "util.h"
