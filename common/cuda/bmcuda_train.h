@@ -196,8 +196,9 @@ float bm_cuda_ft_loss_scale(const bm_cuda_ft *g);
  * q, k and lse (FlashAttention-2) and writes dqkv[ntok,3C] (prec) whole.
  * bf16 / fp16 with head dim 64 run k_flash.cu's tensor-core kernels; the
  * rest (fp32, other head dims up to 128, or BM_CUDA_ATTN=fused-fp32 /
- * batched) run plain fp32 kernels here (one warp a row and head; no atomics,
- * so the same bits every run). maxlen >= every len. */
+ * batched, read at each call) run plain fp32 kernels (one warp a row and
+ * head; no atomics, so the same bits every run; the flash backward adds dq
+ * with atomics). The scratch suffices for either. maxlen >= every len. */
 int bmct_varlen_attention_flash(int prec, int C, int heads);
 size_t bmct_varlen_attention_scratch(int prec, int ntok, int C, int heads);
 void bmct_varlen_attention_fwd(bmct_ctx *c, int prec, void *out, float *lse, const void *qkv,

@@ -31,9 +31,13 @@ extern "C" int bmct_varlen_attention_flash(int prec, int C, int heads) {
 
 static size_t al(size_t b) { return (b + 255) & ~(size_t)255; }
 
+/* enough for either path whatever BM_CUDA_ATTN says later: the switch is
+ * read at each call */
 extern "C" size_t bmct_varlen_attention_scratch(int prec, int ntok, int C, int heads) {
-  if (bmct_varlen_attention_flash(prec, C, heads)) return bm_cuda_flash_backward_scratch(ntok, C, heads);
-  return al((size_t)ntok * heads * sizeof(float)); /* D */
+  size_t plain = al((size_t)ntok * heads * sizeof(float)); /* D */
+  if (!bm_cuda_flash_ok((bm_prec)prec, C, heads)) return plain;
+  size_t flash = bm_cuda_flash_backward_scratch(ntok, C, heads);
+  return flash > plain ? flash : plain;
 }
 
 /* this lane's dims of head h of row r (stride rs, column offset col) as fp32 */
