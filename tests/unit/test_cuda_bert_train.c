@@ -260,9 +260,11 @@ static void case_grads(bmct_ctx *c, const cfg *k, const bm_bert *m, int prec, co
   bm_bert_train_init(&cpu, m, unlock, frozen);
   bm_cuda_bt *g = bm_cuda_bt_new(c, &cpu, prec, cap_seq(k), cap_tok(k), use_ctx ? k->nctx : 0);
   size_t ng = cpu.np - cpu.goff, nC = (size_t)k->nctx * k->W;
-  float *G0 = NULL, *D0 = rnd(nC, 0.5f), *dctx = copyf(D0, nC), *ddctx = want_dctx ? dput(c, D0, nC) : NULL;
+  /* small starting values: "=" instead of "+=" shows, and the rounding of
+   * base + gradient stays far below the gradients' */
+  float *G0 = NULL, *D0 = rnd(nC, 1e-2f), *dctx = copyf(D0, nC), *ddctx = want_dctx ? dput(c, D0, nC) : NULL;
   if (!frozen) {
-    G0 = rnd(ng, 0.5f);
+    G0 = rnd(ng, 1e-2f);
     memcpy(cpu.g, G0, ng * 4);
     bmct_upload(c, bm_cuda_bt_grads(g), G0, ng * 4);
   }
