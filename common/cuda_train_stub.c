@@ -1,8 +1,9 @@
-/* cuda_train_stub.c - the GPU fine-tuning API (cuda/bmcuda_train.h) for a
- * build without nvcc, so that bm-train links either way: nothing here can be
- * reached, since bm_cuda_open (cuda_stub.c) fails first and every call needs
- * its device. The low-level bmct_* kernels have no stub: only the GPU tests
- * call them, and those are built against them only with BM_HAVE_CUDA. */
+/* cuda_train_stub.c - the GPU training API (cuda/bmcuda_train.h: the
+ * fine-tuning step, the text tower) for a build without nvcc, so that
+ * bm-train links either way: nothing here can be reached, since bm_cuda_open
+ * (cuda_stub.c) fails first and every call needs its device. The low-level
+ * bmct_* kernels have no stub: only the GPU tests call them, and those are
+ * built against them only with BM_HAVE_CUDA. */
 #ifndef BM_HAVE_CUDA
 #include "cuda/bmcuda_train.h"
 #include "util.h"
@@ -24,6 +25,32 @@ void bm_cuda_ft_logits(bm_cuda_ft *g, const float *img, int B, float *logits) {
 void bm_cuda_ft_download(bm_cuda_ft *g, bm_ft *f) { (void)g, (void)f; UNREACHABLE; }
 void bm_cuda_ft_download_grads(bm_cuda_ft *g, bm_ft *f) { (void)g, (void)f; UNREACHABLE; }
 float bm_cuda_ft_loss_scale(const bm_cuda_ft *g) { (void)g; UNREACHABLE; }
+
+/* the text tower (bm_cuda_bt) */
+bm_cuda_bt *bm_cuda_bt_new(bmct_ctx *c, const bm_bert_train *bt, int prec, int max_seq, int max_tok, int n_ctx) {
+  (void)c, (void)bt, (void)prec, (void)max_seq, (void)max_tok, (void)n_ctx; UNREACHABLE;
+}
+void bm_cuda_bt_free(bm_cuda_bt *g) { (void)g; }
+void bm_cuda_bt_forward(bm_cuda_bt *g, const int32_t *ids, const int *start, const int *len, int nseq,
+                        const float *ctx, float *emb, float *tokens) {
+  (void)g, (void)ids, (void)start, (void)len, (void)nseq, (void)ctx, (void)emb, (void)tokens; UNREACHABLE;
+}
+void bm_cuda_bt_backward(bm_cuda_bt *g, const float *demb, const float *dtokens, float *dctx) {
+  (void)g, (void)demb, (void)dtokens, (void)dctx; UNREACHABLE;
+}
+void bm_cuda_bt_zero_grad(bm_cuda_bt *g) { (void)g; UNREACHABLE; }
+const bm_bt_tensor *bm_cuda_bt_tensors(const bm_cuda_bt *g, int *nt, size_t *np, size_t *goff) {
+  (void)g, (void)nt, (void)np, (void)goff; UNREACHABLE;
+}
+float *bm_cuda_bt_params(bm_cuda_bt *g) { (void)g; UNREACHABLE; }
+void *bm_cuda_bt_params_compute(bm_cuda_bt *g) { (void)g; UNREACHABLE; }
+float *bm_cuda_bt_grads(bm_cuda_bt *g) { (void)g; UNREACHABLE; }
+float *bm_cuda_bt_grad(bm_cuda_bt *g, int i) { (void)g, (void)i; UNREACHABLE; }
+int bm_cuda_bt_prec(const bm_cuda_bt *g) { (void)g; UNREACHABLE; }
+void bm_cuda_bt_refresh_compute(bm_cuda_bt *g) { (void)g; UNREACHABLE; }
+void bm_cuda_bt_download(bm_cuda_bt *g, bm_bert_train *bt) { (void)g, (void)bt; UNREACHABLE; }
+void bm_cuda_bt_upload(bm_cuda_bt *g, const bm_bert_train *bt) { (void)g, (void)bt; UNREACHABLE; }
+void bm_cuda_bt_download_grads(bm_cuda_bt *g, bm_bert_train *bt) { (void)g, (void)bt; UNREACHABLE; }
 #else
 typedef int bm_cuda_train_stub_unused; /* ISO C wants a declaration in every file */
 #endif

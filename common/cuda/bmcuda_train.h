@@ -29,6 +29,7 @@ extern "C" {
 
 #include "bmcuda.h"
 #include "bmcuda_fwd.h"
+#include "bert_train.h"
 #include "finetune.h"
 
 /* prec: bm_prec's values (bmcuda.h) */
@@ -184,6 +185,102 @@ void bm_cuda_ft_download(bm_cuda_ft *g, bm_ft *f);
  * divided by the fp16 loss scale. */
 void bm_cuda_ft_download_grads(bm_cuda_ft *g, bm_ft *f);
 float bm_cuda_ft_loss_scale(const bm_cuda_ft *g);
+
+/* ---- attention over packed variable-length texts, for training ----
+ * qkv[ntok,3C] (prec) holds the texts token after token: text s is rows
+ * start[s] .. start[s]+len[s]-1, and every row belongs to one text (tseq[i]
+ * = its text; start, len, tseq device ints). Each token attends to its own
+ * text only, so the texts' padding never enters. The forward writes out
+ * [ntok,C] (prec) and lse [ntok,heads] (fp32: the natural log-sum-exp of
+ * each row's scaled scores); the backward recomputes the probabilities from
+ * q, k and lse (FlashAttention-2) and writes dqkv[ntok,3C] (prec) whole.
+ * bf16 / fp16 with head dim 64 run k_flash.cu's tensor-core kernels; the
+ * rest (fp32, other head dims up to 128, or BM_CUDA_ATTN=fused-fp32 /
+ * batched, read at each call) run plain fp32 kernels (one warp a row and
+ * head; no atomics, so the same bits every run; the flash backward adds dq
+ * with atomics). The scratch suffices for either. maxlen >= every len. */
+int bmct_varlen_attention_flash(int prec, int C, int heads);
+size_t bmct_varlen_attention_scratch(int prec, int ntok, int C, int heads);
+void bmct_varlen_attention_fwd(bmct_ctx *c, int prec, void *out, float *lse, const void *qkv,
+                               const int *start, const int *len, const int *tseq, int nseq,
+                               int maxlen, int ntok, int C, int heads);
+void bmct_varlen_attention_backward(bmct_ctx *c, int prec, void *dqkv, const void *dout,
+                                    const void *qkv, const void *out, const float *lse,
+                                    const int *start, const int *len, const int *tseq, int nseq,
+                                    int maxlen, int ntok, int C, int heads, void *scratch);
+
+/* Embedding-table gradients without atomics: rows grouped on the host.
+ * For u < nu: dst[row[u]] += sum of src[tok[k]] for k in off[u] .. off[u+1]-1
+ * (rows of W fp32; the row[] distinct; the sum in tok's order), so each
+ * destination row is written by one block, in a fixed order. */
+void bmct_group_rows_add(bmct_ctx *c, float *dst, const float *src, const int *row, const int *off,
+                         const int *tok, int nu, int W);
+/* d[start[s]] += dp[s] for s < nseq (rows of W fp32; distinct starts): the
+ * backward of taking each text's first token ([CLS]). */
+void bmct_pool_first_backward(bmct_ctx *c, float *d, const float *dp, const int *start, int nseq,
+                              int W);
+
+/* ---- the text tower's training (bert_train.h on the GPU) ----
+ * Typical use (bm-train --device cuda --mode contrastive / fusion):
+ *   bm_bert_train bt; bm_bert_train_init(&bt, &model.bert, unlock, frozen);
+ *   bmct_ctx *c = bmct_ctx_new(cu);
+ *   bm_cuda_bt *g = bm_cuda_bt_new(c, &bt, BM_PREC_BF16, max_texts, max_tokens, n_ctx);
+ *   per batch: bm_cuda_bt_zero_grad(g);
+ *              bm_cuda_bt_forward(g, ids, start, len, nseq, dctx_or_NULL, demb, NULL);
+ *              (loss on the device) bm_cuda_bt_backward(g, demb_grad, NULL, dctx);
+ *              AdamW: bmct_adamw on bm_cuda_bt_params / _params_compute / _grads
+ *              at each trained tensor's offset (bm_cuda_bt_tensors).
+ *   checkpoint: bm_cuda_bt_download(g, &bt); then the CPU code saves bt.
+ * Parameters: bt's layout (the fp32 masters, [np]) and a copy in the compute
+ * type for the GEMMs ([np], the same offsets; fp32 uses the masters), so that
+ * bmct_adamw(.., wc = compute copy + off, ..) keeps both in step. Gradients:
+ * fp32 [np - goff] over the suffix that trains, as bt->g; they ACCUMULATE.
+ * Activations in the compute type where train_ft.cu keeps them so (GEMM
+ * inputs, attention out, MLP pre-activation and GELU); the residual stream,
+ * LayerNorm inputs and statistics, the embedding sum, the projection's
+ * output and every gradient that crosses a LayerNorm are fp32. No
+ * checkpointing (bt->checkpoint is ignored): every kept layer's activations
+ * stay on the device. All pointers below are device pointers unless said. */
+typedef struct bm_cuda_bt bm_cuda_bt;
+
+/* Uploads bt's parameters; activations for up to max_seq texts and max_tok
+ * packed tokens; n_ctx prompt vectors at most (0: a forward never gets ctx;
+ * > 0: every layer's activations are kept, as the CPU does with ctx). */
+bm_cuda_bt *bm_cuda_bt_new(bmct_ctx *c, const bm_bert_train *bt, int prec, int max_seq, int max_tok,
+                           int n_ctx);
+void bm_cuda_bt_free(bm_cuda_bt *g);
+/* bm_bert_train_forward: ids, start, len on the HOST (packed as
+ * bm_bert_forward takes them: every token of [0, N) in exactly one text;
+ * they are copied, so the caller may reuse them at once); ctx [n_ctx, W]
+ * fp32 on the device or NULL (negative ids = its rows). emb [nseq, E] and
+ * tokens [N, W] (fp32, device, either may be NULL) are written, queued on
+ * the stream. The activations the backward needs are kept. */
+void bm_cuda_bt_forward(bm_cuda_bt *g, const int32_t *ids, const int *start, const int *len, int nseq,
+                        const float *ctx, float *emb, float *tokens);
+/* bm_bert_train_backward of the last forward: demb [nseq, E] and/or dtokens
+ * [N, W] (device fp32, either may be NULL; both: the gradients add);
+ * parameter gradients added to the gradient buffer; dctx [n_ctx, W] (device
+ * fp32) ADDED to when not NULL (the forward must have had ctx; the gradient
+ * then runs through frozen layers too), otherwise the backward stops at the
+ * lowest layer that trains. May be called more than once per forward. */
+void bm_cuda_bt_backward(bm_cuda_bt *g, const float *demb, const float *dtokens, float *dctx);
+void bm_cuda_bt_zero_grad(bm_cuda_bt *g);
+/* The tensor table (bt's: names, shapes, offsets, decay), np and goff. */
+const bm_bt_tensor *bm_cuda_bt_tensors(const bm_cuda_bt *g, int *nt, size_t *np, size_t *goff);
+float *bm_cuda_bt_params(bm_cuda_bt *g);          /* fp32 [np] */
+void *bm_cuda_bt_params_compute(bm_cuda_bt *g);   /* prec [np]; the masters for fp32 */
+float *bm_cuda_bt_grads(bm_cuda_bt *g);           /* fp32 [np - goff]; NULL when frozen */
+float *bm_cuda_bt_grad(bm_cuda_bt *g, int i);     /* tensor i's, NULL when it does not train */
+int bm_cuda_bt_prec(const bm_cuda_bt *g);
+/* After the fp32 masters changed by other means than bmct_adamw with wc:
+ * the compute copy made again from them. */
+void bm_cuda_bt_refresh_compute(bm_cuda_bt *g);
+/* Synchronous copies to and from a CPU tower of the same shape and
+ * freezing: parameters (checkpoints; upload: resume, compute copy refreshed)
+ * and gradients (tests). */
+void bm_cuda_bt_download(bm_cuda_bt *g, bm_bert_train *bt);
+void bm_cuda_bt_upload(bm_cuda_bt *g, const bm_bert_train *bt);
+void bm_cuda_bt_download_grads(bm_cuda_bt *g, bm_bert_train *bt);
 
 #ifdef __cplusplus
 }
