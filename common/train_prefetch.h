@@ -10,7 +10,7 @@
  * since it was indexed) are reported by bm_prefetch_get, on the caller's
  * thread, with bm_trainset_batch's message.
  *
- *   p = bm_prefetch_new(ds, feat, batch, NULL, NULL);
+ *   p = bm_prefetch_new(ds, feat, batch, threads, NULL, NULL);
  *   bm_prefetch_get(p, idx0, B0, seed0, &X, &Y);      read now (nothing started)
  *   bm_prefetch_start(p, idx1, B1, seed1);             the worker reads batch 1
  *   ... compute on X, Y ...
@@ -26,11 +26,13 @@
 typedef struct bm_prefetch bm_prefetch;
 
 /* Buffers for batches of up to `batch` records of ds (kept, not owned; its
- * y and crop are not written). alloc/dealloc: how the buffers are allocated
+ * y and crop are not written), read by `threads` threads at once (a GPU's
+ * host is otherwise idle: a batch of 256 crops takes one core longer than
+ * an H100's step). alloc/dealloc: how the buffers are allocated
  * (bm_cuda_host_alloc / bm_cuda_host_free: page-locked, for asynchronous
  * copies to a GPU); NULL: malloc. */
-bm_prefetch *bm_prefetch_new(const bm_trainset *ds, bm_feat feat, int batch, void *(*alloc)(size_t, const char *),
-                             void (*dealloc)(void *));
+bm_prefetch *bm_prefetch_new(const bm_trainset *ds, bm_feat feat, int batch, int threads,
+                             void *(*alloc)(size_t, const char *), void (*dealloc)(void *));
 /* Waits for the worker, then frees everything. NULL: nothing. */
 void bm_prefetch_free(bm_prefetch *p);
 
@@ -41,8 +43,8 @@ void bm_prefetch_free(bm_prefetch *p);
 void bm_prefetch_start(bm_prefetch *p, const long *idx, int B, uint64_t aug_seed);
 /* The batch of records idx[0..B-1] and aug_seed in *X, *Y (Y: NULL when
  * ds has no targets), valid until the next bm_prefetch_get: the one
- * started, if it is this one (waiting for it); otherwise read now, on this
- * thread. Dies with the read's message. Returns 1 when the batch had been
+ * started, if it is this one (waiting for it); otherwise read now (this
+ * thread and the readers). Dies with the read's message. Returns 1 when the batch had been
  * prefetched, 0 when it was read now. */
 int bm_prefetch_get(bm_prefetch *p, const long *idx, int B, uint64_t aug_seed, float **X, float **Y);
 

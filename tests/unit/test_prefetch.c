@@ -6,9 +6,9 @@
  *     prefetcher's buffers poisoned (NaN) before the worker refills them;
  *   - a batch asked for that is not the one started (read now), a start
  *     that replaces another, a start never asked for (freed while reading);
- *   - a record that changed after indexing, found by the worker: the
+ *   - records that changed after indexing, found by the readers: the
  *     process lives on until the batch is asked for, then exits 1 with the
- *     serial read's message. */
+ *     serial read's message (the first bad record in the batch's order). */
 #define _GNU_SOURCE
 #include <math.h>
 #include <stdlib.h>
@@ -118,7 +118,7 @@ static void serial_read(void *arg) {
 /* the worker meets the bad record; "alive" says the process outlived it */
 static void prefetched_read(void *arg) {
   bad_batch *b = arg;
-  bm_prefetch *p = bm_prefetch_new(b->ds, BM_FEAT_IMG, BATCH, NULL, NULL);
+  bm_prefetch *p = bm_prefetch_new(b->ds, BM_FEAT_IMG, BATCH, 3, NULL, NULL);
   float *X, *Y;
   long first = 0;
   bm_prefetch_get(p, &first, 1, 5, &X, &Y);
@@ -162,23 +162,28 @@ int main(void) {
   bm_recslot_free(&slot);
   free(a), free(b);
 
-  /* the pipeline, as bm-train's loop runs it */
+  /* the pipeline, as bm-train's loop runs it, with 1 and 3 readers */
   enum { NB = 40 };
   long idx[NB][BATCH];
   int B[NB];
   uint64_t seed[NB];
-  for (int k = 0; k < NB; k++) rand_batch(idx[k], &B[k], &seed[k]);
-  bm_prefetch *p = bm_prefetch_new(&ds, BM_FEAT_IMG, BATCH, NULL, NULL);
-  int same = 0, pre = 0;
-  for (int k = 0; k < NB; k++) {
-    float *X, *Y;
-    pre += bm_prefetch_get(p, idx[k], B[k], seed[k], &X, &Y);
-    if (k + 1 < NB) bm_prefetch_start(p, idx[k + 1], B[k + 1], seed[k + 1]);
-    same += same_as_serial(&ds, idx[k], B[k], seed[k], X, Y);
-    poison(X, (size_t)BATCH * ds.D), poison(Y, (size_t)BATCH * C); /* the worker refills it after the next get */
+  bm_prefetch *p = NULL;
+  for (int nr = 1; nr <= 3; nr += 2) {
+    for (int k = 0; k < NB; k++) rand_batch(idx[k], &B[k], &seed[k]);
+    bm_prefetch_free(p);
+    p = bm_prefetch_new(&ds, BM_FEAT_IMG, BATCH, nr, NULL, NULL);
+    int same = 0, pre = 0;
+    for (int k = 0; k < NB; k++) {
+      float *X, *Y;
+      pre += bm_prefetch_get(p, idx[k], B[k], seed[k], &X, &Y);
+      if (k + 1 < NB) bm_prefetch_start(p, idx[k + 1], B[k + 1], seed[k + 1]);
+      same += same_as_serial(&ds, idx[k], B[k], seed[k], X, Y);
+      poison(X, (size_t)BATCH * ds.D), poison(Y, (size_t)BATCH * C); /* the worker refills it after the next get */
+    }
+    CHECK(pre == NB - 1, "%d reader(s): %d of %d batches came from the worker (all but the first)", nr, pre, NB);
+    CHECK(same == NB, "%d reader(s): %d of %d batches bit for bit the serial read (images, crops, targets)", nr, same,
+          NB);
   }
-  CHECK(pre == NB - 1, "%d of %d batches came from the worker (all but the first)", pre, NB);
-  CHECK(same == NB, "%d of %d batches bit for bit the serial read (images, crops, targets)", same, NB);
 
   /* another batch than the one started; a start replaced; the same records with another seed */
   long x[BATCH], y[BATCH];
@@ -200,16 +205,21 @@ int main(void) {
   bm_prefetch_free(p);
   CHECK(1, "freed with a batch in flight");
 
-  /* the last record cut short after indexing */
-  bad_batch bb = {.ds = &ds, .B = 3, .idx = {4, N - 1, 7}};
+  /* the file cut in half after indexing: 3 readers of 5 records, the bad
+   * ones in the second and third shares; the serial read meets record N
+   * first, and so must the message */
+  bad_batch bb = {.ds = &ds, .B = 5, .idx = {4, 0, N - 1, 7, N - 2}};
   struct stat st;
-  if (stat(path, &st) || truncate(path, st.st_size - 5)) bm_die("truncate %s", path);
+  if (stat(path, &st) || truncate(path, st.st_size / 2)) bm_die("truncate %s", path);
   char serr[2048], perr[2048];
   int ss = in_child(serial_read, &bb, serr, sizeof serr);
   int ps = in_child(prefetched_read, &bb, perr, sizeof perr);
   serr[strcspn(serr, "\n")] = 0; /* one line: the message, without its newline */
   if (!strncmp(perr, "alive\n", 6)) perr[6 + strcspn(perr + 6, "\n")] = 0;
-  CHECK(ss == 1 && strstr(serr, "file shrank since it was indexed"), "the serial read dies: %d, %s", ss, serr);
+  char want[64];
+  snprintf(want, sizeof want, "record %d (byte", N);
+  CHECK(ss == 1 && strstr(serr, "file shrank since it was indexed") && strstr(serr, want),
+        "the serial read dies at record %d: %d, %s", N, ss, serr);
   CHECK(ps == 1 && !strncmp(perr, "alive\n", 6) && !strcmp(perr + 6, serr),
         "the worker's error stops the process when the batch is asked for, with the same message (status %d): %s", ps,
         perr + (perr[0] == 'a' ? 6 : 0));
