@@ -37,7 +37,10 @@ typedef struct {
   int prec, synced;
 } finetune;
 
-static uint64_t aug_seed(const finetune *f, long e) { return bm_sub_seed((uint64_t)f->o->seed, BM_AUG_TAG ^ (uint64_t)e); }
+/* the crops of epoch e */
+static uint64_t aug_seed(const finetune *f, long e) {
+  return bm_sub_seed((uint64_t)f->o->seed, BM_AUG_TAG ^ (uint64_t)e);
+}
 
 /* training records idx[0..B-1] of epoch e into bX, bY: decoded, augmented;
  * then the worker starts on the batch the loop named next */

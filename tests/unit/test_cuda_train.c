@@ -388,6 +388,23 @@ static float *images(int B, int S, const int *cls, float signal) {
   return x;
 }
 
+/* BCE positive weights in [0.5, 2.5] */
+static float *pos_weights(int C) {
+  float *pw = rnd(C, 1);
+  for (int k = 0; k < C; k++) pw[k] = 0.5f + 2 * fabsf(pw[k]);
+  return pw;
+}
+
+/* [B,C] targets: one-hot, or (multilabel) each class with probability 0.4 */
+static float *targets(int B, int C, int multilabel) {
+  float *Y = bm_xcalloc((size_t)B * C, sizeof(float));
+  for (int i = 0; i < B; i++) {
+    if (multilabel) for (int k = 0; k < C; k++) Y[(size_t)i * C + k] = bm_rng_uniform(&rng) < 0.4;
+    else Y[(size_t)i * C + (int)(bm_rng_uniform(&rng) * C)] = 1;
+  }
+  return Y;
+}
+
 static void grads_cmp(const char *what, int prec, const bm_ft *want, const bm_ft *got, double tol) {
   double worst = 0;
   const char *wname = "";
@@ -405,12 +422,7 @@ static void t_step(bm_cuda *cu, const bm_model *m, int prec, int multilabel, flo
   char what[128];
   snprintf(what, sizeof what, "fine-tuning step (%s%s, unlock %d)", multilabel ? "BCE + pos_weight" : "softmax CE",
            dropout > 0 ? " + dropout" : "", unlock);
-  float *W = rnd((size_t)C * E, 0.3f), *b = rnd(C, 0.1f), *pw = rnd(C, 1), *Y = bm_xcalloc((size_t)B * C, 4);
-  for (int k = 0; k < C; k++) pw[k] = 0.5f + 2 * fabsf(pw[k]);
-  for (int i = 0; i < B; i++) {
-    if (multilabel) for (int k = 0; k < C; k++) Y[(size_t)i * C + k] = bm_rng_uniform(&rng) < 0.4;
-    else Y[(size_t)i * C + (int)(bm_rng_uniform(&rng) * C)] = 1;
-  }
+  float *W = rnd((size_t)C * E, 0.3f), *b = rnd(C, 0.1f), *pw = pos_weights(C), *Y = targets(B, C, multilabel);
   float *img = images(B, S, NULL, 0);
   bm_ft f, h;
   bm_ft_init(&f, &m->vit, unlock, 0, C, multilabel, multilabel ? pw : NULL, W, b, 1e-4, 1e-3, 0.1);
@@ -468,12 +480,7 @@ static void t_accum(bm_cuda *cu, const bm_model *m, int prec, int multilabel, fl
   for (int k = 0; k < nparts; k++) at += snprintf(what + at, sizeof what - (size_t)at, "%s%d", k ? "+" : " ", parts[k]);
   snprintf(what + at, sizeof what - (size_t)at, " (%s%s)", multilabel ? "BCE + pos_weight" : "softmax CE",
            dropout > 0 ? " + dropout" : "");
-  float *W = rnd((size_t)C * E, 0.3f), *b = rnd(C, 0.1f), *pw = rnd(C, 1), *Y = bm_xcalloc((size_t)B * C, 4);
-  for (int k = 0; k < C; k++) pw[k] = 0.5f + 2 * fabsf(pw[k]);
-  for (int i = 0; i < B; i++) {
-    if (multilabel) for (int k = 0; k < C; k++) Y[(size_t)i * C + k] = bm_rng_uniform(&rng) < 0.4;
-    else Y[(size_t)i * C + (int)(bm_rng_uniform(&rng) * C)] = 1;
-  }
+  float *W = rnd((size_t)C * E, 0.3f), *b = rnd(C, 0.1f), *pw = pos_weights(C), *Y = targets(B, C, multilabel);
   float *img = images(B, S, NULL, 0);
   size_t ni = (size_t)3 * S * S;
   bm_ft f, h, r;
