@@ -18,8 +18,8 @@ mkdir -p "$build/bench"
 ${CC:-gcc} -std=gnu11 -O2 -march=x86-64-v2 -fopenmp -I"$root/common" $(pkg-config --cflags msgpack) \
   "$here/prefetch_bench.c" "$build/libbm.a" -o "$bin" \
   $(pkg-config --libs msgpack libarchive vips openblas libutf8proc jansson) -lm -lpthread \
-  $(if nm "$build/libbm.a" 2>/dev/null | grep -q " T bm_cuda_ft_grad$" && [ -d /usr/local/cuda/lib64 ] &&
-      nm "$build/libbm.a" | grep -q "cudaMalloc"; then echo "-L/usr/local/cuda/lib64 -lcublasLt -lcublas -lcudart -lstdc++"; fi)
+  $(if nm "$build/libbm.a" 2>/dev/null | grep -q " U cudaMalloc$"; then # built with CUDA
+      echo "-L${CUDA_HOME:-/usr/local/cuda}/lib64 -lcublasLt -lcublas -lcudart -lstdc++"; fi)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for size in 224 256; do "$bin" "$work" "${1:-256}" $size "${2:-5}" "${3:-105}"; done
