@@ -15,6 +15,10 @@ void bm_cuda_ft_free(bm_cuda_ft *g) { (void)g; }
 double bm_cuda_ft_grad(bm_cuda_ft *g, const float *img, const float *Y, int B, uint64_t drop_step) {
   (void)g, (void)img, (void)Y, (void)B, (void)drop_step; UNREACHABLE;
 }
+double bm_cuda_ft_grad_acc(bm_cuda_ft *g, const float *img, const float *Y, int B, uint64_t drop_step, double weight,
+                           int first) {
+  (void)g, (void)img, (void)Y, (void)B, (void)drop_step, (void)weight, (void)first; UNREACHABLE;
+}
 int bm_cuda_ft_step(bm_cuda_ft *g, double lr_scale, double max_norm, double *norm) {
   (void)g, (void)lr_scale, (void)max_norm, (void)norm; UNREACHABLE;
 }

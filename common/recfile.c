@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -87,8 +88,12 @@ void bm_recslot_free(bm_recslot *s) {
   memset(s, 0, sizeof *s);
 }
 
-const msgpack_object *bm_recfile_read(const bm_recfile *f, long index, bm_recslot *slot) {
-  if (index < 0 || index >= f->n) bm_die("%s: record %ld out of range (%ld records)", f->name, index + 1, f->n);
+const msgpack_object *bm_recfile_read_try(const bm_recfile *f, long index, bm_recslot *slot, char *err,
+                                          size_t errn) {
+  if (index < 0 || index >= f->n) {
+    snprintf(err, errn, "%s: record %ld out of range (%ld records)", f->name, index + 1, f->n);
+    return NULL;
+  }
   uint64_t start = f->offset[index];
   size_t len = (size_t)(f->offset[index + 1] - start);
   if (len > slot->cap) {
@@ -99,16 +104,27 @@ const msgpack_object *bm_recfile_read(const bm_recfile *f, long index, bm_recslo
   while (done < len) {
     ssize_t n = pread(f->fd, slot->buf + done, len - done, (off_t)(start + done));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0)
-      bm_die("%s: record %ld (byte %llu): %s", f->name, index + 1, (unsigned long long)start,
-             n < 0 ? strerror(errno) : "file shrank since it was indexed");
+    if (n <= 0) {
+      snprintf(err, errn, "%s: record %ld (byte %llu): %s", f->name, index + 1, (unsigned long long)start,
+               n < 0 ? strerror(errno) : "file shrank since it was indexed");
+      return NULL;
+    }
     done += (size_t)n;
   }
   size_t off = 0;
-  if (msgpack_unpack_next(&slot->msg, slot->buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len)
-    bm_die("%s: record %ld (byte %llu): changed since it was indexed", f->name, index + 1,
-           (unsigned long long)start);
+  if (msgpack_unpack_next(&slot->msg, slot->buf, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len) {
+    snprintf(err, errn, "%s: record %ld (byte %llu): changed since it was indexed", f->name, index + 1,
+             (unsigned long long)start);
+    return NULL;
+  }
   return &slot->msg.data;
+}
+
+const msgpack_object *bm_recfile_read(const bm_recfile *f, long index, bm_recslot *slot) {
+  char err[1024];
+  const msgpack_object *r = bm_recfile_read_try(f, index, slot, err, sizeof err);
+  if (!r) bm_die("%s", err);
+  return r;
 }
 
 void bm_permutation(long *perm, long n, uint64_t seed) {

@@ -29,6 +29,10 @@ void bm_recslot_init(bm_recslot *s);
 void bm_recslot_free(bm_recslot *s);
 /* The record, valid until the slot is reused; dies on a read error. */
 const msgpack_object *bm_recfile_read(const bm_recfile *f, long index, bm_recslot *slot);
+/* The same, returning NULL with bm_recfile_read's message in err instead of
+ * dying (a reader thread hands its error to the thread that reports it). */
+const msgpack_object *bm_recfile_read_try(const bm_recfile *f, long index, bm_recslot *slot, char *err,
+                                          size_t errn);
 
 /* A seeded permutation of 0..n-1 (Fisher-Yates with bm_rng). */
 void bm_permutation(long *perm, long n, uint64_t seed);

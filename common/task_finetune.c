@@ -10,6 +10,8 @@
 
 #include "cuda/bmcuda_train.h"
 #include "finetune.h"
+#include "kernels.h"
+#include "train_prefetch.h"
 #include "train_task.h"
 #include "util.h"
 
@@ -18,8 +20,15 @@ typedef struct {
   const bm_trainset *ds;
   const bm_model *model;
   bm_ft ft;
-  float *X, *Y; /* [batch,3,S,S] normalized images, [batch,C] */
+  float *X, *Y; /* [batch,3,S,S] normalized images, [batch,C]: validation, serial reads */
   bm_recslot slot;
+  /* the next training batch read while this one computes (t->next's hint;
+   * off with BM_TRAIN_PREFETCH=0): bX, bY the current batch, in X, Y or
+   * the prefetcher's buffers (page-locked on a GPU) */
+  int prefetch, has_next, nB;
+  long ne, *nidx;
+  bm_prefetch *pf;
+  float *bX, *bY;
   /* --device cuda: the GPU copy of ft, made at the first batch (after
    * --resume filled ft's moments and step); ft itself is only refreshed
    * (synced) for a checkpoint */
@@ -28,10 +37,35 @@ typedef struct {
   int prec, synced;
 } finetune;
 
-/* training records idx[0..B-1] of epoch e into X, Y: decoded, augmented */
+/* the crops of epoch e */
+static uint64_t aug_seed(const finetune *f, long e) {
+  return bm_sub_seed((uint64_t)f->o->seed, BM_AUG_TAG ^ (uint64_t)e);
+}
+
+/* training records idx[0..B-1] of epoch e into bX, bY: decoded, augmented;
+ * then the worker starts on the batch the loop named next */
 static void train_batch(finetune *f, const long *idx, int B, long e) {
-  bm_trainset_batch(f->ds, f->o->feat, idx, B, &f->slot, bm_sub_seed((uint64_t)f->o->seed, BM_AUG_TAG ^ (uint64_t)e),
-                    f->X, f->Y);
+  if (!f->prefetch) {
+    bm_trainset_batch(f->ds, f->o->feat, idx, B, &f->slot, aug_seed(f, e), f->X, f->Y);
+    f->bX = f->X, f->bY = f->Y;
+    return;
+  }
+  /* on a GPU: page-locked, so that the copy to it is DMA, and read by -j
+   * threads (the host's cores are otherwise idle; one core crops 256 images
+   * slower than an H100 steps); on the CPU one reader, beside the step's threads */
+  if (!f->pf)
+    f->pf = bm_prefetch_new(f->ds, f->o->feat, (int)f->o->batch, f->cu ? bm_threads() : 1,
+                            f->cu ? bm_cuda_host_alloc : NULL, f->cu ? bm_cuda_host_free : NULL);
+  bm_prefetch_get(f->pf, idx, B, aug_seed(f, e), &f->bX, &f->bY);
+  if (f->has_next) bm_prefetch_start(f->pf, f->nidx, f->nB, aug_seed(f, f->ne));
+  f->has_next = 0;
+}
+
+static void finetune_next(bm_train_task *t, const long *idx, int B, long e, uint64_t micro) {
+  finetune *f = t->self;
+  (void)micro; /* the dropout's, not the read's */
+  memcpy(f->nidx, idx, sizeof(long) * (size_t)B);
+  f->nB = B, f->ne = e, f->has_next = 1;
 }
 
 static double finetune_grad(bm_train_task *t, const long *idx, int B, long e, uint64_t micro) {
@@ -40,7 +74,7 @@ static double finetune_grad(bm_train_task *t, const long *idx, int B, long e, ui
   /* the mask of each batch of the run: its number, not the thread count or
    * the group, seeds it; the same after --resume */
   f->ft.drop_step = micro;
-  return bm_ft_grad(&f->ft, f->X, f->Y, B); /* forward and backward */
+  return bm_ft_grad(&f->ft, f->bX, f->bY, B); /* forward and backward */
 }
 
 static void finetune_logits(bm_train_task *t, const bm_trainset *vs, const long *idx, int B, float *logits) {
@@ -103,9 +137,18 @@ static bm_cuda_ft *gpu(finetune *f) {
 
 static double finetune_cuda_grad(bm_train_task *t, const long *idx, int B, long e, uint64_t micro) {
   finetune *f = t->self;
-  train_batch(f, idx, B, e); /* on the CPU, while the GPU waits: the step before has returned */
+  train_batch(f, idx, B, e); /* prefetched while the GPU ran the batch before (or read now) */
   f->synced = 0;
-  return bm_cuda_ft_grad(gpu(f), f->X, f->Y, B, micro);
+  return bm_cuda_ft_grad_acc(gpu(f), f->bX, f->bY, B, micro, 1.0, 1); /* = bm_cuda_ft_grad, async copies */
+}
+
+/* --accum: the group's gradient accumulates on the GPU */
+static double finetune_cuda_grad_acc(bm_train_task *t, const long *idx, int B, long e, uint64_t micro, double w,
+                                     int first) {
+  finetune *f = t->self;
+  train_batch(f, idx, B, e);
+  f->synced = 0;
+  return bm_cuda_ft_grad_acc(gpu(f), f->bX, f->bY, B, micro, w, first);
 }
 
 static int finetune_cuda_step(bm_train_task *t, double lr_scale, double clip, double *norm) {
@@ -130,6 +173,8 @@ static void finetune_cuda_save(bm_train_task *t, const char *path, int moments, 
 static void finetune_free(bm_train_task *t) {
   finetune *f = t->self;
   bm_recslot_free(&f->slot);
+  bm_prefetch_free(f->pf); /* waits for a batch in flight (early stopping) */
+  free(f->nidx);
   bm_cuda_ft_free(f->g);
   bm_ft_free(&f->ft);
   free(f->X), free(f->Y);
@@ -161,9 +206,11 @@ void bm_task_finetune(bm_train_task *t, const bm_train_opts *o, const bm_trainse
   f->X = bm_xmalloc(bm_mul_size(B * (size_t)ds->D, sizeof(float)));
   f->Y = bm_xmalloc(bm_mul_size(B * (size_t)C, sizeof(float)));
   bm_recslot_init(&f->slot);
+  f->prefetch = bm_prefetch_enabled();
+  f->nidx = bm_xmalloc(sizeof(long) * B);
   *t = (bm_train_task){.self = f, .opt = &f->ft.opt, .log_lr = o->lr_head, .grad = finetune_grad,
                  .logits = finetune_logits, .save = finetune_save, .free = finetune_free, .C = C,
-                 .multilabel = ds->multilabel, .pw = pw};
+                 .multilabel = ds->multilabel, .pw = pw, .next = f->prefetch ? finetune_next : NULL};
 }
 
 void bm_task_finetune_cuda(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
@@ -172,5 +219,6 @@ void bm_task_finetune_cuda(bm_train_task *t, const bm_train_opts *o, const bm_tr
   finetune *f = t->self;
   f->cu = cu, f->prec = prec;
   t->grad = finetune_cuda_grad, t->step = finetune_cuda_step, t->logits = finetune_cuda_logits;
+  t->grad_acc = finetune_cuda_grad_acc;
   t->save = finetune_cuda_save;
 }

@@ -2,6 +2,7 @@
 #include "train_data.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,24 +58,33 @@ static void read_target(const bm_trainset *ds, long i, const msgpack_object *rec
 
 /* The pixels of record i's "image", which must be u8 [3,S,S] at the
  * model's image size, or for a training set u8 [3,H,W] with H, W >= S
- * (random-resized-crop; *H, *W say which). */
-static const uint8_t *record_image(const bm_trainset *ds, long i, const msgpack_object *rec, int *H, int *W) {
+ * (random-resized-crop; *H, *W say which). NULL: err says why. */
+static const uint8_t *record_image_try(const bm_trainset *ds, long i, const msgpack_object *rec, int *H, int *W,
+                                       char *err, size_t errn) {
   bm_tensor t;
-  char err[256];
+  char terr[256];
   int S = ds->model->vit.image_size;
-  int got = bm_rec_tensor(rec, "image", &t, err, sizeof err);
-  if (got == 0)
-    bm_die("%s: record %ld: no \"image\" (%s trains on images, as bm-decode writes them)", ds->name, i + 1, ds->mode);
-  if (got < 0) bm_die("%s: record %ld: \"image\": %s", ds->name, i + 1, err);
+  int got = bm_rec_tensor(rec, "image", &t, terr, sizeof terr);
+  if (got == 0) {
+    snprintf(err, errn, "%s: record %ld: no \"image\" (%s trains on images, as bm-decode writes them)", ds->name,
+             i + 1, ds->mode);
+    return NULL;
+  }
+  if (got < 0) {
+    snprintf(err, errn, "%s: record %ld: \"image\": %s", ds->name, i + 1, terr);
+    return NULL;
+  }
   int larger = ds->augment && t.dtype == BM_U8 && t.ndim == 3 && t.shape[0] == 3 && t.shape[1] >= S &&
                t.shape[2] >= S && t.shape[1] <= 1 << 15 && t.shape[2] <= 1 << 15;
   if (!larger && (t.dtype != BM_U8 || t.ndim != 3 || t.shape[0] != 3 || t.shape[1] != S || t.shape[2] != S)) {
     char shape[128] = "";
     for (int k = 0; k < t.ndim; k++)
       snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%lld", k ? "," : "", (long long)t.shape[k]);
-    bm_die("%s: record %ld: \"image\" is %s [%s]; the model takes u8 [3,%d,%d]%s: decode with bm-decode --size %d",
-           ds->name, i + 1, bm_dtype_name(t.dtype), shape, S, S,
-           ds->augment ? " (or larger, cropped at random)" : " (validation images are not cropped)", S);
+    snprintf(err, errn,
+             "%s: record %ld: \"image\" is %s [%s]; the model takes u8 [3,%d,%d]%s: decode with bm-decode --size %d",
+             ds->name, i + 1, bm_dtype_name(t.dtype), shape, S, S,
+             ds->augment ? " (or larger, cropped at random)" : " (validation images are not cropped)", S);
+    return NULL;
   }
   *H = (int)t.shape[1], *W = (int)t.shape[2];
   return t.data;
@@ -130,7 +140,8 @@ void bm_trainset_load(const char *path, int need, bm_feat feat, const int *dims,
     if (targets) read_target(ds, i, rec, tmp, ds->y + (size_t)i * (size_t)ds->C);
     if (need & BM_NEED_IMAGE) {
       int H, W;
-      record_image(ds, i, rec, &H, &W);
+      char err[1024];
+      if (!record_image_try(ds, i, rec, &H, &W, err, sizeof err)) bm_die("%s", err);
     }
     if (need & BM_NEED_TEXT) check_text(ds, i, rec);
     if (!(need & BM_NEED_FEATURES)) continue;
@@ -225,32 +236,46 @@ long *bm_trainset_positives(const bm_trainset *ds, const long *idx, long m) {
   return npos;
 }
 
-void bm_trainset_batch(const bm_trainset *ds, bm_feat feat, const long *idx, int B, bm_recslot *slot,
-                       uint64_t aug_seed, float *X, float *Y) {
+int bm_trainset_batch_try(const bm_trainset *ds, bm_feat feat, const long *idx, int B, bm_recslot *slot,
+                          uint8_t *crop, uint64_t aug_seed, float *X, float *Y, char *err, size_t errn) {
   for (int j = 0; j < B; j++) {
-    const msgpack_object *rec = bm_recfile_read(ds->f, idx[j], slot);
+    const msgpack_object *rec = bm_recfile_read_try(ds->f, idx[j], slot, err, errn);
+    if (!rec) return -1;
     if (Y) {
       const uint8_t *y = ds->y + (size_t)idx[j] * (size_t)ds->C;
       for (int k = 0; k < ds->C; k++) Y[(size_t)j * (size_t)ds->C + (size_t)k] = y[k];
     }
     if (ds->need & BM_NEED_IMAGE) { /* normalized image [3,S,S] */
       int S = ds->model->vit.image_size, H, W;
-      const uint8_t *px = record_image(ds, idx[j], rec, &H, &W);
+      const uint8_t *px = record_image_try(ds, idx[j], rec, &H, &W, err, errn);
+      if (!px) return -1;
       if (H != S || W != S) { /* a crop of its own for each record and epoch */
         uint64_t k = (uint64_t)idx[j];
-        if (bm_random_resized_crop(px, H, W, S, CROP_SCALE_MIN, bm_hash64(&k, sizeof k, aug_seed), ds->crop))
-          bm_die("%s: record %ld: out of memory cropping the image", ds->name, idx[j] + 1);
-        px = ds->crop;
+        if (bm_random_resized_crop(px, H, W, S, CROP_SCALE_MIN, bm_hash64(&k, sizeof k, aug_seed), crop)) {
+          snprintf(err, errn, "%s: record %ld: out of memory cropping the image", ds->name, idx[j] + 1);
+          return -1;
+        }
+        px = crop;
       }
       bm_model_normalize_image(ds->model, px, S, X + (size_t)j * (size_t)ds->D);
       continue;
     }
     const char *missing = NULL;
-    char err[256];
+    char ferr[256];
     int dims[2] = {ds->dims[0], ds->dims[1]};
     int D = bm_linhead_features(rec, feat, dims, X + (size_t)j * (size_t)ds->D, (size_t)ds->D, &missing,
-                               err, sizeof err);
-    if (D != ds->D) /* the file was checked when indexed: it changed under us */
-      bm_die("%s: record %ld: %s", ds->name, idx[j] + 1, D == 0 ? "lost its features since it was indexed" : err);
+                               ferr, sizeof ferr);
+    if (D != ds->D) { /* the file was checked when indexed: it changed under us */
+      snprintf(err, errn, "%s: record %ld: %s", ds->name, idx[j] + 1,
+               D == 0 ? "lost its features since it was indexed" : ferr);
+      return -1;
+    }
   }
+  return 0;
+}
+
+void bm_trainset_batch(const bm_trainset *ds, bm_feat feat, const long *idx, int B, bm_recslot *slot,
+                       uint64_t aug_seed, float *X, float *Y) {
+  char err[1024];
+  if (bm_trainset_batch_try(ds, feat, idx, B, slot, ds->crop, aug_seed, X, Y, err, sizeof err)) bm_die("%s", err);
 }

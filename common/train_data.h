@@ -47,6 +47,11 @@ void bm_trainset_free(bm_trainset *ds);
  * training images (one crop per record and seed). */
 void bm_trainset_batch(const bm_trainset *ds, bm_feat feat, const long *idx, int B, bm_recslot *slot,
                        uint64_t aug_seed, float *X, float *Y);
+/* The same with crop ([3,S,S] u8 scratch of the caller, so that a reader
+ * thread shares nothing it writes with ds) and, instead of dying, -1 with
+ * bm_trainset_batch's message in err (0: done). */
+int bm_trainset_batch_try(const bm_trainset *ds, bm_feat feat, const long *idx, int B, bm_recslot *slot,
+                          uint8_t *crop, uint64_t aug_seed, float *X, float *Y, char *err, size_t errn);
 
 /* The stratified subset (man bm-train, FEW-SHOT SUBSETS) of fraction F:
  * indices into the file, ascending, *m of them. */

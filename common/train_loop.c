@@ -111,6 +111,13 @@ static void acc_take(double **acc, bm_adamw *opt, long gn) {
   }
 }
 
+/* Batch s of an epoch shuffled by perm: its records into bidx; their count. */
+static int batch_of(const long *perm, const long *idx, long m, long B, long s, long *bidx) {
+  int bs = (int)(m - s * B < B ? m - s * B : B);
+  for (int j = 0; j < bs; j++) bidx[j] = idx[perm[s * B + j]];
+  return bs;
+}
+
 /* The validation and the checkpoints of an epoch end; 1: stop (patience). */
 static int epoch_end(bm_train_task *t, const bm_train_opts *o, const bm_trainset *vs, bm_train_state *st,
                      const char *lastp, json_t *ej) {
@@ -143,21 +150,37 @@ void bm_train_run(bm_train_task *t, const bm_train_opts *o, const bm_trainset *d
    * so a run resumes at any epoch end) */
   long B = o->batch, N = o->accum, spe = (m + B - 1) / B, gpe = (spe + N - 1) / N, total = o->epochs * gpe;
   long *perm = bm_xmalloc(sizeof(long) * (size_t)m), *bidx = bm_xmalloc(sizeof(long) * (size_t)B);
-  double **acc = N > 1 ? acc_new(opt) : NULL;
+  /* t->next: the next batch, maybe the next epoch's first (its permutation
+   * made early, in nperm) */
+  long *nperm = t->next ? bm_xmalloc(sizeof(long) * (size_t)m) : NULL, *nidx = NULL, pe = -1;
+  if (t->next) nidx = bm_xmalloc(sizeof(long) * (size_t)B);
+  if (N > 1 && t->step && !t->grad_acc) bm_die("internal error: --accum %ld: the task does not accumulate", N);
+  double **acc = N > 1 && !t->grad_acc ? acc_new(opt) : NULL;
   bm_progress prog;
   bm_progress_init(&prog, o->quiet);
   double t0 = bm_now();
   long steps_here = 0, end = o->stop_after && o->stop_after < o->epochs ? o->stop_after : o->epochs;
   for (long e = st->epoch; e < end; e++) {
-    bm_permutation(perm, m, bm_sub_seed((uint64_t)o->seed, (uint64_t)e));
+    if (pe == e) {
+      long *tmp = perm;
+      perm = nperm, nperm = tmp;
+    } else bm_permutation(perm, m, bm_sub_seed((uint64_t)o->seed, (uint64_t)e));
     double sum = 0;
     for (long g = 0; g < gpe; g++) {
       double ts = bm_now(), gsum = 0, loss = 0;
       long s1 = (g + 1) * N < spe ? (g + 1) * N : spe, gn = 0;
+      long gtot = (s1 * B < m ? s1 * B : m) - g * N * B; /* the group's records */
       for (long s = g * N; s < s1; s++) {
-        int bs = (int)(m - s * B < B ? m - s * B : B);
-        for (int j = 0; j < bs; j++) bidx[j] = idx[perm[s * B + j]];
-        loss = t->grad(t, bidx, bs, e, (uint64_t)(e * spe + s));
+        int bs = batch_of(perm, idx, m, B, s, bidx);
+        if (t->next && (s + 1 < spe || e + 1 < end)) {
+          long ne = s + 1 < spe ? e : e + 1, ns = s + 1 < spe ? s + 1 : 0;
+          if (ne != e && pe != ne) bm_permutation(nperm, m, bm_sub_seed((uint64_t)o->seed, (uint64_t)ne)), pe = ne;
+          int nb = batch_of(ne == e ? perm : nperm, idx, m, B, ns, nidx);
+          t->next(t, nidx, nb, ne, (uint64_t)(ne * spe + ns));
+        }
+        if (t->grad_acc && N > 1)
+          loss = t->grad_acc(t, bidx, bs, e, (uint64_t)(e * spe + s), (double)bs / (double)gtot, s == g * N);
+        else loss = t->grad(t, bidx, bs, e, (uint64_t)(e * spe + s));
         if (!isfinite(loss)) {
           bm_progress_done(&prog);
           if (e > 0)
@@ -214,7 +237,7 @@ void bm_train_run(bm_train_task *t, const bm_train_opts *o, const bm_trainset *d
             o->epochs, st->step, m, ds->n, st->best_epoch, b, o->out, lastp);
   }
   if (lf && fclose(lf)) bm_die("%s: %s", o->log, strerror(errno));
-  free(perm), free(bidx);
+  free(perm), free(bidx), free(nperm), free(nidx);
   for (int i = 0; acc && i < opt->nparams; i++) free(acc[i]);
   free(acc);
 }

@@ -44,6 +44,20 @@ struct bm_train_task {
    * the norm before clipping. Returns 0 when it skipped the step (fp16 loss
    * scaling found inf/NaN gradients), 1 otherwise. */
   int (*step)(bm_train_task *t, double lr_scale, double clip, double *norm);
+  /* NULL, or told before each grad (or grad_acc) which batch the loop asks
+   * for after it, as grad's arguments would name it (records idx[0..B-1] of
+   * epoch e, number micro; idx valid during the call only), so that the
+   * task can read it while the current one computes (train_prefetch.h).
+   * Not called before a run's last batch; the batch it names may never be
+   * asked for (early stopping). */
+  void (*next)(bm_train_task *t, const long *idx, int B, long e, uint64_t micro);
+  /* NULL, or --accum for a task with its own step (its gradients live
+   * elsewhere): grad's batch, with the gradient of its mean loss times w
+   * ADDED to the task's gradient, zeroed before when first (a group's first
+   * batch). The loop passes w = B / the group's records, which leaves the
+   * gradient of the group's mean loss for step. Returns the batch's mean
+   * loss (unweighted). A task with step and no grad_acc cannot --accum. */
+  double (*grad_acc)(bm_train_task *t, const long *idx, int B, long e, uint64_t micro, double w, int first);
   /* classification: the loss of the logits (softmax cross-entropy or BCE) */
   int C, multilabel;
   const float *pw; /* [C] BCE positive weights or NULL */

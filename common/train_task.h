@@ -31,7 +31,9 @@ void bm_task_fusion(bm_train_task *t, const bm_train_opts *o, const bm_trainset 
 /* finetune on the open GPU cu (kept, not owned) in prec (bm_prec): grad,
  * step and logits run there; the parameters come back to the CPU for each
  * checkpoint. The GPU copy is made at the first batch, so that a --resume
- * filling t->opt before bm_train_run is uploaded. No --accum (> 1). */
+ * filling t->opt before bm_train_run is uploaded. --accum accumulates on the
+ * GPU (grad_acc). Both finetune tasks read the next batch while one computes
+ * (train_prefetch.h; BM_TRAIN_PREFETCH=0: serially). */
 void bm_task_finetune_cuda(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
                            const float *pw, const bm_linhead *ck, bm_cuda *cu, int prec);
 #endif

@@ -360,8 +360,8 @@ static int mode_needs(const bm_train_opts *o) {
   }
 }
 
-/* --device and --precision against the mode and (a resumed run's) --accum;
- * opens the GPU now, before anything is read or written. NULL: the CPU. */
+/* --device and --precision against the mode; opens the GPU now, before
+ * anything is read or written. NULL: the CPU. */
 static bm_cuda *open_device(bm_train_opts *o) {
   int gpu = bm_device_is_cuda(o->device) == 1;
   if (!gpu && o->prec_given && o->prec != BM_PREC_FP32)
@@ -374,9 +374,6 @@ static bm_cuda *open_device(bm_train_opts *o) {
     return NULL;
   }
   if (o->mode != BM_MODE_FINETUNE) bm_usage_die("--device %s: only --mode finetune trains on a GPU", o->device);
-  if (o->accum > 1)
-    bm_usage_die("--accum %ld: --device %s does not accumulate gradients yet (use a larger --batch, or the CPU)%s",
-                 o->accum, o->device, o->resume && !o->given[O_ACCUM] ? " (the checkpoint's --accum)" : "");
   char err[512];
   bm_cuda *cu = bm_cuda_open(o->device, err, sizeof err);
   if (!cu) bm_die("--device %s", err);

@@ -4,7 +4,9 @@
 # 1, a clear message, nothing written); with one, on generated HAM10000-layout
 # records: fp32 on the GPU gives the CPU's checkpoint within a tolerance (the
 # same arithmetic in another summation order), bf16 learns, --resume goes on
-# on the GPU, and checkpoints move between the GPU and the CPU both ways.
+# on the GPU, checkpoints move between the GPU and the CPU both ways, --accum
+# accumulates on the GPU as the CPU does, and the batch prefetch changes no
+# bit.
 . "$BM_TESTS/lib.sh"
 MODEL="$BM_TESTS/fixtures/tiny-model"
 seed=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
@@ -40,8 +42,6 @@ check_refused "--precision bf16 on the CPU: status 2" 2 "the CPU computes in fp3
   $FT --precision bf16 -o "$T/x.safetensors" "$D/train.bmr"
 check_refused "--precision fp8: status 2" 2 "fp32, bf16 or fp16, not fp8" \
   $FT --device cuda --precision fp8 -o "$T/x.safetensors" "$D/train.bmr"
-check_refused "--device cuda --accum 2: refused (status 2), not yet on a GPU" 2 "--accum 2: --device cuda does not accumulate" \
-  $FT --device cuda --accum 2 -o "$T/x.safetensors" "$D/train.bmr"
 check_refused "--device cuda --mode fusion: status 2" 2 "only --mode finetune trains on a GPU" \
   bm-train -q --mode fusion -m "$MODEL" --device cuda -o "$T/x.safetensors" "$D/train.bmr"
 check "no file was written by the refusals" sh -c "! ls '$T'/x* 2>/dev/null"
@@ -140,3 +140,72 @@ check "a CPU checkpoint resumes on the GPU" $FT $SMALL --stop-after 1 -o "$T/cg.
 check "  ... --resume --device cuda (bf16)" \
   bm-train -q --mode finetune --device cuda --resume "$T/cg.last.safetensors" -o "$T/cg.safetensors" "$D/train.bmr"
 check_eq "  ... ends at epoch 2 on the GPU" "$(st_opts "$T/cg.last.safetensors")" "cuda bf16 2 $N"
+
+# (4) --accum on the GPU (the gradient accumulates on the device): fp32
+# --batch 8 --accum 2 trains on the same groups as the CPU's --batch 16 run
+# of (1), and --batch 5 --accum 3 (a last group of 5 + 2 records: unequal
+# weights) as the CPU's same options; the log's loss (the group's mean) and
+# grad_norm mean the same as on the CPU
+steps_close() { # LOG_A LOG_B: same steps, losses 1e-4, grad norms 1e-3 (relative)
+  $PY -c "
+import json
+a = [json.loads(l) for l in open('$1') if 'grad_norm' in l]
+b = [json.loads(l) for l in open('$2') if 'grad_norm' in l]
+assert len(a) == len(b) > 1, (len(a), len(b))
+for x, y in zip(a, b):
+    assert x['step'] == y['step'], (x, y)
+    assert abs(x['loss'] - y['loss']) <= 1e-4 * abs(y['loss']), (x, y)
+    assert abs(x['grad_norm'] - y['grad_norm']) <= 1e-3 * y['grad_norm'], (x, y)"
+}
+check "--accum 2 --batch 8 --device cuda --precision fp32" \
+  $FT $SMALL --batch 8 --accum 2 --device cuda --precision fp32 -o "$T/ga.safetensors" --log "$T/ga.log" "$D/train.bmr"
+check "  ... every step's loss and grad_norm as the CPU's --batch 16 run" steps_close "$T/ga.log" "$T/cpu.log"
+embed "$T/ga.safetensors" "$D/test.bmr" >"$T/ga-test.bmr"
+check "  ... its checkpoint's test img_emb within 1e-4 of the CPU --batch 16 checkpoint's" \
+  $PY "$BM_TESTS/bmr_compare.py" "$T/ga-test.bmr" "$T/cpu-test.bmr" --tensors img_emb --tol 1e-4
+echo "# accum img_emb: $($PY "$BM_TESTS/bmr_compare.py" "$T/ga-test.bmr" "$T/cpu-test.bmr" --tensors img_emb --tol 1 2>&1 | tail -1)"
+check "--batch 5 --accum 3 on the CPU" $FT $SMALL --batch 5 --accum 3 -o "$T/c53.safetensors" --log "$T/c53.log" "$D/train.bmr"
+check "  ... and on the GPU (fp32)" \
+  $FT $SMALL --batch 5 --accum 3 --device cuda --precision fp32 -o "$T/g53.safetensors" --log "$T/g53.log" "$D/train.bmr"
+check "  ... every step's loss and grad_norm as the CPU's" steps_close "$T/g53.log" "$T/c53.log"
+embed "$T/c53.safetensors" "$D/test.bmr" >"$T/c53-test.bmr"
+embed "$T/g53.safetensors" "$D/test.bmr" >"$T/g53-test.bmr"
+check "  ... test img_emb within 1e-4 of the CPU checkpoint's" \
+  $PY "$BM_TESTS/bmr_compare.py" "$T/g53-test.bmr" "$T/c53-test.bmr" --tensors img_emb --tol 1e-4
+check_fails "  ... which --batch 5 without --accum is not (the comparison can fail)" sh -c "
+  $FT $SMALL --batch 5 --device cuda --precision fp32 -o '$T/g5.safetensors' --log '$T/g5.log' '$D/train.bmr' &&
+  embed '$T/g5.safetensors' '$D/test.bmr' >'$T/g5-test.bmr' &&
+  $PY '$BM_TESTS/bmr_compare.py' '$T/g5-test.bmr' '$T/c53-test.bmr' --tensors img_emb --tol 1e-4"
+check "bf16 --accum 2 --batch 8 trains, resumes (--stop-after 1, --resume with the checkpoint's --accum)" sh -c "
+  $FT $SMALL --batch 8 --accum 2 --device cuda --stop-after 1 -o '$T/ba.safetensors' '$D/train.bmr' &&
+  bm-train -q --mode finetune --device cuda --resume '$T/ba.last.safetensors' -o '$T/ba.safetensors' '$D/train.bmr'"
+check_eq "  ... to epoch 2, step $N (groups of 16)" "$(st_opts "$T/ba.last.safetensors")" "cuda bf16 2 $N"
+
+# (5) the prefetch (the next batch read on the CPU while the GPU computes,
+# into page-locked buffers) changes no bit: bf16 with BM_TRAIN_PREFETCH=0
+# twice (does the GPU repeat itself?) and with prefetch
+for v in 0 0b 1; do
+  BM_TRAIN_PREFETCH=${v%b} $FT $SMALL --batch 8 --device cuda -o "$T/pf$v.safetensors" --log "$T/pf$v.log" "$D/train.bmr"
+done
+sans_time() { $PY -c "
+import json, sys
+for l in open(sys.argv[1]):
+    j = json.loads(l); j.pop('samples_per_s', None); print(json.dumps(j, sort_keys=True))" "$1"; }
+if cmp -s "$T/pf0.safetensors" "$T/pf0b.safetensors"; then
+  check "prefetch on the GPU: the same checkpoint bytes as serial reads" cmp "$T/pf1.safetensors" "$T/pf0.safetensors"
+  check "  ... and the same last checkpoint" cmp "$T/pf1.last.safetensors" "$T/pf0.last.safetensors"
+  sans_time "$T/pf1.log" >"$T/pf1.steps"
+  sans_time "$T/pf0.log" >"$T/pf0.steps"
+  check "  ... and the same log but the timings" cmp "$T/pf1.steps" "$T/pf0.steps"
+else
+  echo "# the GPU does not repeat itself bit for bit (two serial runs differ): prefetch compared to a tolerance"
+  embed "$T/pf0.safetensors" "$D/test.bmr" >"$T/pf0-test.bmr"
+  embed "$T/pf1.safetensors" "$D/test.bmr" >"$T/pf1-test.bmr"
+  check "prefetch on the GPU: test img_emb within 1e-2 of the serial run's" \
+    $PY "$BM_TESTS/bmr_compare.py" "$T/pf1-test.bmr" "$T/pf0-test.bmr" --tensors img_emb --tol 1e-2
+  check "  ... the first step's loss the same" $PY -c "
+import json
+a = [json.loads(l) for l in open('$T/pf1.log') if 'grad_norm' in l]
+b = [json.loads(l) for l in open('$T/pf0.log') if 'grad_norm' in l]
+assert len(a) == len(b) and a[0]['loss'] == b[0]['loss'], (a[0], b[0])"
+fi

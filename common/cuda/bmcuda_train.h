@@ -167,6 +167,20 @@ void bm_cuda_ft_free(bm_cuda_ft *g);
  * the loss is scaled by the current loss scale inside (the return value is
  * not). */
 double bm_cuda_ft_grad(bm_cuda_ft *g, const float *img, const float *Y, int B, uint64_t drop_step);
+/* Gradient accumulation (bm-train --accum) and the pipelined feed: like
+ * bm_cuda_ft_grad, but the gradient of the batch's mean loss times weight
+ * (0 < weight <= 1) is ADDED to the gradients, which are zeroed first only
+ * when first is set. The batches k of a group of n records, each with
+ * weight B_k / n, leave the gradient of the group's mean loss (as the CPU's
+ * double accumulator, to float rounding) for bm_cuda_ft_step, whose norm
+ * and clipping then see the group's gradient; with fp16 every batch carries
+ * the same loss scale (it changes only in bm_cuda_ft_step). img and Y are
+ * copied to the device asynchronously (page-locked from bm_cuda_host_alloc:
+ * DMA; either way done when it returns). (weight 1, first 1) gives
+ * bm_cuda_ft_grad's gradients bit for bit. Returns the batch's mean loss,
+ * unweighted. */
+double bm_cuda_ft_grad_acc(bm_cuda_ft *g, const float *img, const float *Y, int B, uint64_t drop_step,
+                           double weight, int first);
 /* Clips the gradients to max_norm (<= 0: no clipping; torch's rule as
  * bm_clip_grad_norm), then one AdamW step with every group's lr times
  * lr_scale, refreshing the compute-type weight copies. *norm (may be NULL)

@@ -209,13 +209,16 @@ static void block_fwd(bm_cuda_ft *g, int l, layer_acts *s, int B) {
                1.0f, 1.0f);
 }
 
-/* img (host) -> g->logits; the input the head read is returned */
-static const float *forward(bm_cuda_ft *g, const float *img, int B, int train, uint64_t drop_step) {
+/* img (host) -> g->logits; the input the head read is returned. async_in:
+ * the images' copy is only queued (the caller synchronizes before img may
+ * change: a loss download does), which page-locked img lets run as DMA */
+static const float *forward(bm_cuda_ft *g, const float *img, int B, int train, uint64_t drop_step, int async_in) {
   reserve(g, B);
   bmct_ctx *c = g->c;
   int T = g->T, W = g->W, E = g->E, C = g->C, p = g->prec, K = 3 * g->Pp * g->Pp, BG = B * g->GG;
   int n = PRE + g->D * B_NT;
-  bmct_upload(c, g->img, img, (size_t)B * 3 * g->S * g->S * 4);
+  if (async_in) CK(cudaMemcpyAsync(g->img, img, (size_t)B * 3 * g->S * g->S * 4, cudaMemcpyHostToDevice, c->st));
+  else bmct_upload(c, g->img, img, (size_t)B * 3 * g->S * g->S * 4);
   /* patches = cols Wp^T + bp (fp32), x = tokens + pos */
   bm_cuda_im2col(c->cu, g->cols, (bm_prec)p, g->img, B, g->S, g->Pp);
   bm_cuda_gemm(c->cu, g->patches, BM_PREC_FP32, g->cols, wc(g, 0), (bm_prec)p, pm(g, 1), BG, K, W, 1.0f, 0.0f);
@@ -259,13 +262,19 @@ static void block_bwd(bm_cuda_ft *g, int l, int B, int need_dx) {
 #undef GR
 }
 
-extern "C" double bm_cuda_ft_grad(bm_cuda_ft *g, const float *img, const float *Y, int B, uint64_t drop_step) {
+/* Forward and backward of one batch, its parameter gradients times lscale
+ * (the loss scale, times a micro-batch's weight) added to g->Gr, zeroed
+ * first when zero; async_in: the copies in are only queued (bmct_loss
+ * synchronizes before this returns). bm_cuda_ft_grad is (g->scale, 1, 0). */
+static double grad_core(bm_cuda_ft *g, const float *img, const float *Y, int B, uint64_t drop_step, float lscale,
+                        int zero, int async_in) {
   bmct_ctx *c = g->c;
-  const float *xin = forward(g, img, B, 1, drop_step);
+  const float *xin = forward(g, img, B, 1, drop_step, async_in);
   int W = g->W, E = g->E, C = g->C, T = g->T, D = g->D, N = B * T, n = PRE + D * B_NT;
-  CK(cudaMemsetAsync(g->Gr, 0, g->ng * 4, c->st));
-  bmct_upload(c, g->Y, Y, (size_t)B * C * 4);
-  double loss = bmct_loss(c, g->multilabel, g->logits, g->Y, g->pw, B, C, g->dlogits, g->scale);
+  if (zero) CK(cudaMemsetAsync(g->Gr, 0, g->ng * 4, c->st));
+  if (async_in) CK(cudaMemcpyAsync(g->Y, Y, (size_t)B * C * 4, cudaMemcpyHostToDevice, c->st));
+  else bmct_upload(c, g->Y, Y, (size_t)B * C * 4);
+  double loss = bmct_loss(c, g->multilabel, g->logits, g->Y, g->pw, B, C, g->dlogits, lscale);
   /* head: gW += dlogits^T xin, gb += column sums */
   float *gW = g->Gr + (g->np - g->goff), *gb = gW + (size_t)C * E;
   const float *Wh = g->P + g->np;
@@ -287,6 +296,18 @@ extern "C" double bm_cuda_ft_grad(bm_cuda_ft *g, const float *img, const float *
   bmct_vit_tokens_backward(c, g->prec, g->dpatch, gr(g, 2), gr(g, 3), g->d, B, g->GG, W);
   bmct_patch_embed_backward(c, g->prec, gr(g, 0), gr(g, 1), g->dpatch, g->cols, B, g->S, g->Pp, W);
   return loss;
+}
+
+extern "C" double bm_cuda_ft_grad(bm_cuda_ft *g, const float *img, const float *Y, int B, uint64_t drop_step) {
+  return grad_core(g, img, Y, B, drop_step, g->scale, 1, 0);
+}
+
+extern "C" double bm_cuda_ft_grad_acc(bm_cuda_ft *g, const float *img, const float *Y, int B, uint64_t drop_step,
+                                      double weight, int first) {
+  if (!(weight > 0 && weight <= 1)) bm_die("internal error: micro-batch weight %g", weight);
+  /* weight 1: the loss scale itself (x * 1.0f == x), so that
+   * (1, first) gives bm_cuda_ft_grad's bits */
+  return grad_core(g, img, Y, B, drop_step, g->scale * (float)weight, first, 1);
 }
 
 extern "C" int bm_cuda_ft_step(bm_cuda_ft *g, double lr_scale, double max_norm, double *norm) {
@@ -321,7 +342,7 @@ extern "C" void bm_cuda_ft_last_logits(bm_cuda_ft *g, float *logits, int B) {
 }
 
 extern "C" void bm_cuda_ft_logits(bm_cuda_ft *g, const float *img, int B, float *logits) {
-  forward(g, img, B, 0, 0);
+  forward(g, img, B, 0, 0, 0);
   bm_cuda_ft_last_logits(g, logits, B);
 }
 

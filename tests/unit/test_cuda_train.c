@@ -12,6 +12,11 @@
  *     AdamW step with clipping: the parameter changes against the CPU's
  *     AdamW on the same gradients (fp32 1e-4 of the largest change), the
  *     moments and the norm;
+ *   - --accum (bm_cuda_ft_grad_acc): micro-batches 4+4, 3+5, 3+3+2 weighted
+ *     by their share vs one batch of 8 on the GPU (loss and gradients: fp32
+ *     1e-5, bf16 / fp16 2e-2) and vs the CPU loop's double accumulation
+ *     of the same micro-batches (as t_step: 1e-4, 1e-1), with dropout too;
+ *     weight 1 = bm_cuda_ft_grad bit for bit (when the GPU repeats itself);
  *   - 100 steps of training (loss curves) GPU bf16 and fp32 vs CPU fp32 on
  *     a learnable generated set (the CPU falls from 1.37 to 0.30): fp32 every
  *     loss within 1e-2 relative (AdamW's first steps move each weight by
@@ -383,6 +388,23 @@ static float *images(int B, int S, const int *cls, float signal) {
   return x;
 }
 
+/* BCE positive weights in [0.5, 2.5] */
+static float *pos_weights(int C) {
+  float *pw = rnd(C, 1);
+  for (int k = 0; k < C; k++) pw[k] = 0.5f + 2 * fabsf(pw[k]);
+  return pw;
+}
+
+/* [B,C] targets: one-hot, or (multilabel) each class with probability 0.4 */
+static float *targets(int B, int C, int multilabel) {
+  float *Y = bm_xcalloc((size_t)B * C, sizeof(float));
+  for (int i = 0; i < B; i++) {
+    if (multilabel) for (int k = 0; k < C; k++) Y[(size_t)i * C + k] = bm_rng_uniform(&rng) < 0.4;
+    else Y[(size_t)i * C + (int)(bm_rng_uniform(&rng) * C)] = 1;
+  }
+  return Y;
+}
+
 static void grads_cmp(const char *what, int prec, const bm_ft *want, const bm_ft *got, double tol) {
   double worst = 0;
   const char *wname = "";
@@ -400,12 +422,7 @@ static void t_step(bm_cuda *cu, const bm_model *m, int prec, int multilabel, flo
   char what[128];
   snprintf(what, sizeof what, "fine-tuning step (%s%s, unlock %d)", multilabel ? "BCE + pos_weight" : "softmax CE",
            dropout > 0 ? " + dropout" : "", unlock);
-  float *W = rnd((size_t)C * E, 0.3f), *b = rnd(C, 0.1f), *pw = rnd(C, 1), *Y = bm_xcalloc((size_t)B * C, 4);
-  for (int k = 0; k < C; k++) pw[k] = 0.5f + 2 * fabsf(pw[k]);
-  for (int i = 0; i < B; i++) {
-    if (multilabel) for (int k = 0; k < C; k++) Y[(size_t)i * C + k] = bm_rng_uniform(&rng) < 0.4;
-    else Y[(size_t)i * C + (int)(bm_rng_uniform(&rng) * C)] = 1;
-  }
+  float *W = rnd((size_t)C * E, 0.3f), *b = rnd(C, 0.1f), *pw = pos_weights(C), *Y = targets(B, C, multilabel);
   float *img = images(B, S, NULL, 0);
   bm_ft f, h;
   bm_ft_init(&f, &m->vit, unlock, 0, C, multilabel, multilabel ? pw : NULL, W, b, 1e-4, 1e-3, 0.1);
@@ -446,6 +463,120 @@ static void t_step(bm_cuda *cu, const bm_model *m, int prec, int multilabel, flo
   bm_cuda_ft_free(g);
   bm_ft_free(&f), bm_ft_free(&h);
   free(W), free(b), free(pw), free(Y), free(img), free(lgt);
+}
+
+/* --accum on the GPU (bm_cuda_ft_grad_acc): a batch of B split into
+ * micro-batches (parts[], summing to B), each weighted by its share, gives
+ * the gradient of the whole batch (no dropout: its mask is drawn per
+ * micro-batch); with dropout, what the CPU loop's double accumulator gives
+ * for the same micro-batches and numbers; (weight 1, first) is
+ * bm_cuda_ft_grad bit for bit where the GPU repeats itself. */
+static void t_accum(bm_cuda *cu, const bm_model *m, int prec, int multilabel, float dropout, const int *parts,
+                    int nparts) {
+  int B = 0, C = 5, E = m->vit.embed_dim, S = m->vit.image_size;
+  for (int k = 0; k < nparts; k++) B += parts[k];
+  char what[160];
+  int at = snprintf(what, sizeof what, "%s --accum", bm_prec_name(prec));
+  for (int k = 0; k < nparts; k++) at += snprintf(what + at, sizeof what - (size_t)at, "%s%d", k ? "+" : " ", parts[k]);
+  snprintf(what + at, sizeof what - (size_t)at, " (%s%s)", multilabel ? "BCE + pos_weight" : "softmax CE",
+           dropout > 0 ? " + dropout" : "");
+  float *W = rnd((size_t)C * E, 0.3f), *b = rnd(C, 0.1f), *pw = pos_weights(C), *Y = targets(B, C, multilabel);
+  float *img = images(B, S, NULL, 0);
+  size_t ni = (size_t)3 * S * S;
+  bm_ft f, h, r;
+  bm_ft_init(&f, &m->vit, -1, 0, C, multilabel, multilabel ? pw : NULL, W, b, 1e-4, 1e-3, 0.1);
+  bm_ft_init(&h, &m->vit, -1, 0, C, multilabel, multilabel ? pw : NULL, W, b, 1e-4, 1e-3, 0.1);
+  bm_ft_init(&r, &m->vit, -1, 0, C, multilabel, multilabel ? pw : NULL, W, b, 1e-4, 1e-3, 0.1);
+  f.dropout = h.dropout = r.dropout = dropout, f.drop_seed = h.drop_seed = r.drop_seed = 77;
+  bm_cuda_ft *g = bm_cuda_ft_init(&f, cu, prec);
+  /* the accumulated micro-batches (micro numbers 10, 11, ...), the gradients poisoned first */
+  for (int k = 0; k < h.opt.nparams; k++) for (size_t i = 0; i < h.opt.params[k].n; i++) h.opt.params[k].grad[i] = NAN;
+  double lacc = 0;
+  for (int k = 0, off = 0; k < nparts; off += parts[k], k++)
+    lacc += bm_cuda_ft_grad_acc(g, img + (size_t)off * ni, Y + (size_t)off * C, parts[k], (uint64_t)(10 + k),
+                                (double)parts[k] / B, k == 0) * parts[k] / B;
+  bm_cuda_ft_download_grads(g, &h);
+  double tl = prec == BM_PREC_FP32 ? 1e-5 : 2e-2, tg = prec == BM_PREC_FP32 ? 1e-5 : 2e-2;
+  if (dropout == 0) {
+    /* against one batch of B on the GPU: the same sums in another grouping */
+    double lone = bm_cuda_ft_grad(g, img, Y, B, 3);
+    bm_cuda_ft_download_grads(g, &r);
+    CHECK(fabs(lacc - lone) <= tl * fabs(lone), "%s: weighted loss %.8f vs one batch %.8f", what, lacc, lone);
+    grads_cmp(what, prec, &r, &h, tg); /* want: the one batch */
+  }
+  /* against the CPU loop's accumulation: bm_ft_grad per micro-batch, sum of
+   * B_k x gradient in double, / B (train_loop.c) */
+  size_t np = 0;
+  for (int k = 0; k < f.opt.nparams; k++) np += f.opt.params[k].n;
+  double *acc = bm_xcalloc(np, sizeof(double)), lcpu = 0;
+  for (int k = 0, off = 0; k < nparts; off += parts[k], k++) {
+    f.drop_step = (uint64_t)(10 + k);
+    lcpu += bm_ft_grad(&f, img + (size_t)off * ni, Y + (size_t)off * C, parts[k]) * parts[k] / B;
+    size_t q = 0;
+    for (int t = 0; t < f.opt.nparams; t++)
+      for (size_t i = 0; i < f.opt.params[t].n; i++) acc[q++] += (double)parts[k] * f.opt.params[t].grad[i];
+  }
+  size_t q = 0;
+  for (int t = 0; t < f.opt.nparams; t++)
+    for (size_t i = 0; i < f.opt.params[t].n; i++) f.opt.params[t].grad[i] = (float)(acc[q++] / B);
+  char wc[200];
+  snprintf(wc, sizeof wc, "%s vs the CPU's accumulation", what);
+  CHECK(fabs(lacc - lcpu) <= (prec == BM_PREC_FP32 ? 1e-5 : 2e-2) * fabs(lcpu), "%s: loss %.8f vs %.8f", wc, lacc, lcpu);
+  grads_cmp(wc, prec, &f, &h, prec == BM_PREC_FP32 ? 1e-4 : 1e-1);
+  bm_cuda_ft_free(g);
+  free(acc);
+  bm_ft_free(&f), bm_ft_free(&h), bm_ft_free(&r);
+  free(W), free(b), free(pw), free(Y), free(img);
+}
+
+/* bm_cuda_ft_grad_acc(weight 1, first) = bm_cuda_ft_grad, bit for bit, when
+ * two runs of bm_cuda_ft_grad agree bit for bit (no atomics on this model);
+ * and a step after accumulation = a step after one batch (fp32) */
+static void t_accum_bits(bm_cuda *cu, const bm_model *m, int prec) {
+  int B = 6, C = 4, E = m->vit.embed_dim, S = m->vit.image_size;
+  float *W = rnd((size_t)C * E, 0.3f), *b = rnd(C, 0.1f), *Y = bm_xcalloc((size_t)B * C, 4), *img = images(B, S, NULL, 0);
+  for (int i = 0; i < B; i++) Y[(size_t)i * C + (i * 7) % C] = 1;
+  bm_ft f[3];
+  double l[3];
+  bm_cuda_ft *g[3];
+  for (int k = 0; k < 3; k++) {
+    bm_ft_init(&f[k], &m->vit, -1, 0, C, 0, NULL, W, b, 1e-3, 1e-2, 0.1);
+    f[k].dropout = 0.2f, f[k].drop_seed = 5;
+    g[k] = bm_cuda_ft_init(&f[k], cu, prec);
+  }
+  l[0] = bm_cuda_ft_grad(g[0], img, Y, B, 9);
+  l[1] = bm_cuda_ft_grad(g[1], img, Y, B, 9);
+  l[2] = bm_cuda_ft_grad_acc(g[2], img, Y, B, 9, 1.0, 1);
+  for (int k = 0; k < 3; k++) {
+    for (int t = 0; t < f[k].opt.nparams; t++)
+      for (size_t i = 0; i < f[k].opt.params[t].n; i++) f[k].opt.params[t].grad[i] = NAN;
+    bm_cuda_ft_download_grads(g[k], &f[k]);
+  }
+  int rep = l[0] == l[1], same = l[0] == l[2];
+  for (int t = 0; t < f[0].opt.nparams; t++) {
+    size_t n = f[0].opt.params[t].n * sizeof(float);
+    rep &= !memcmp(f[0].opt.params[t].grad, f[1].opt.params[t].grad, n);
+    same &= !memcmp(f[0].opt.params[t].grad, f[2].opt.params[t].grad, n);
+  }
+  if (!rep) printf("# skip: %s: bm_cuda_ft_grad does not repeat itself bit for bit here\n", bm_prec_name(prec));
+  else
+    CHECK(same, "%s: bm_cuda_ft_grad_acc(weight 1, first) gives bm_cuda_ft_grad's loss and gradients bit for bit",
+          bm_prec_name(prec));
+  /* a second call without first adds: twice the gradient (x 0.5 + 0.5: the same) */
+  bm_cuda_ft_grad_acc(g[2], img, Y, B, 9, 0.5, 1);
+  bm_cuda_ft_grad_acc(g[2], img, Y, B, 9, 0.5, 0);
+  bm_cuda_ft_download_grads(g[2], &f[2]);
+  grads_cmp("weights 0.5 + 0.5 of the same batch = the batch", prec, &f[0], &f[2], prec == BM_PREC_FP32 ? 1e-6 : 1e-2);
+  if (prec == BM_PREC_FP32) {
+    double n0, n2;
+    bm_cuda_ft_step(g[0], 1.0, 0.5, &n0);
+    bm_cuda_ft_step(g[2], 1.0, 0.5, &n2);
+    CHECK(fabs(n0 - n2) <= 1e-6 * n0, "fp32: the norm after accumulation %.9f = the batch's %.9f", n2, n0);
+    bm_cuda_ft_download(g[0], &f[0]), bm_cuda_ft_download(g[2], &f[2]);
+    cmp("a step after accumulating: the parameters", prec, f[2].vt.p, f[0].vt.p, f[0].vt.np, 1e-6);
+  }
+  for (int k = 0; k < 3; k++) bm_cuda_ft_free(g[k]), bm_ft_free(&f[k]);
+  free(W), free(b), free(Y), free(img);
 }
 
 /* 100 steps on 8 fixed batches of a learnable set: the CPU fp32 curve and the GPU's */
@@ -559,6 +690,16 @@ int main(void) {
   }
   t_step(cu, &m, BM_PREC_FP32, 0, 0, 1);
   t_step(cu, &m, BM_PREC_FP16, 0, 0, -1);
+  int even[2] = {4, 4}, uneven[2] = {3, 5}, three[3] = {3, 3, 2};
+  for (int k = 0; k < 2; k++) {
+    t_accum(cu, &m, precs[k], 0, 0, even, 2);
+    t_accum(cu, &m, precs[k], 0, 0, uneven, 2);
+    t_accum(cu, &m, precs[k], 1, 0, three, 3);
+    t_accum(cu, &m, precs[k], 1, 0.2f, uneven, 2);
+    t_accum_bits(cu, &m, precs[k]);
+  }
+  t_accum(cu, &m, BM_PREC_FP16, 0, 0, uneven, 2);
+  t_accum_bits(cu, &m, BM_PREC_FP16);
   t_logits(cu, &m);
   /* under compute-sanitizer (tests/gpu/run.sh sets BM_TEST_QUICK) the curves
    * would take most of a 10-minute call: the kernels above cover them */
