@@ -31,7 +31,7 @@
  * twice as long as the forward). A non-finite value always fails.
  * Fresh random inputs each run (the seed is printed; BM_SEED=N replays it).
  * BM_TEST_QUICK (compute-sanitizer runs) keeps three configurations and the
- * first two batches. Without a GPU (or without nvcc) one "# skip" line. */
+ * first two batches; BM_TEST_PREC=fp32|bf16|fp16 runs one precision. Without a GPU (or without nvcc) one "# skip" line. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -287,7 +287,9 @@ static void t_params(ctx *t, bm_fusion *f, bm_cuda_fusion *g, batch *b) {
 static void t_config(bm_cuda *cu, bmct_ctx *c, const char *name, bm_fusion_cfg cfg, int quick) {
   static const int shapes[3][3] = {{3, 5, 9}, {4, 37, 70}, {2, 3, 4}}; /* B, Ti, longest text */
   int precs[3] = {BM_PREC_FP32, BM_PREC_BF16, BM_PREC_FP16};
+  const char *only = getenv("BM_TEST_PREC"); /* one precision, when debugging */
   for (int k = 0; k < 3; k++) {
+    if (only && strcmp(only, bm_prec_name(precs[k]))) continue;
     bm_fusion f;
     bm_fusion_init(&f, &cfg, (uint64_t)(bm_rng_uniform(&rng) * 1e9));
     redraw(&f);
