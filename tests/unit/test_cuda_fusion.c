@@ -24,11 +24,20 @@
  *   parameters (resume) the forward follows them (the compute-type copy is
  *   refreshed).
  * Limits, as the largest |GPU - CPU| over the largest |CPU| of each compared
- * array (each gradient tensor on its own): fp32 1e-5 everywhere (no TF32;
- * only summation order differs); bf16 and fp16 2e-2 for out and 5e-2 for
- * the gradients (the GPU rounds inputs, weights and activations to 8 or 11
- * significant bits where the CPU keeps fp32, and the backward chain is about
- * twice as long as the forward). A non-finite value always fails.
+ * array (out, dxi, dxt, each gradient tensor on its own), and for the
+ * parameter gradients also |GPU - CPU| / |CPU| in the 2-norm over all np:
+ *   fp32: 1e-5 everywhere (no TF32; only summation order differs);
+ *   bf16, fp16: out 2e-2, dxi and dxt 5e-2, each gradient tensor 2e-1 and
+ *     the whole gradient 2e-2 in norm. The GPU rounds inputs, weights and
+ *     activations to 8 (11) significant bits where the CPU keeps fp32; the
+ *     backward chain is twice the forward's, and a tensor whose gradient is
+ *     a sum with much cancellation (a cross-attention query bias over a
+ *     text of few tokens: the softmax over one key has no gradient at all)
+ *     loses most of its relative accuracy: a CPU simulation of this module
+ *     in bf16 showed up to 8e-2 on cross.q.bias, 2e-2 on dxi / dxt, 9e-3
+ *     on out. The fp32 runs check the arithmetic; the 16-bit ones its
+ *     plumbing (a wrong type, stride or copy errs by 1 or more).
+ * A non-finite value always fails.
  * Fresh random inputs each run (the seed is printed; BM_SEED=N replays it).
  * BM_TEST_QUICK (compute-sanitizer runs) keeps three configurations and the
  * first two batches; BM_TEST_PREC=fp32|bf16|fp16 runs one precision. Without a GPU (or without nvcc) one "# skip" line. */
@@ -79,8 +88,8 @@ static double relerr(const float *got, const float *want, size_t n) {
 typedef struct {
   bmct_ctx *c;
   int prec;
-  const char *tag; /* "fp32 cfg A batch 1" */
-  double tol_out, tol_grad;
+  const char *tag; /* "fp32 Di32 ... batch 1" */
+  double tol_out, tol_dx, tol_tensor, tol_l2; /* the limits (header comment) */
 } ctx;
 
 static float *down(bmct_ctx *c, const float *d, size_t n) {
@@ -94,21 +103,30 @@ static void cmp_dev(ctx *t, const char *what, const float *d, const float *want,
   CHECK(e <= tol, "%s %s: max error %.2e of the largest value (limit %.0e)", t->tag, what, e, tol);
   free(got);
 }
-/* every gradient tensor of the GPU module vs want (f's layout) */
+/* every gradient of the GPU module vs want (f's layout): each tensor's
+ * largest error against its own largest value, and the error of the whole
+ * gradient vector in the 2-norm against the vector's norm */
 static void cmp_grads(ctx *t, const char *what, bm_cuda_fusion *g, const bm_fusion *f, const float *want) {
   bm_fusion h = *f;
   h.g = nans(f->np);
   bm_cuda_fusion_download_grads(g, &h);
-  double worst = 0;
+  double worst = 0, e2 = 0, w2 = 0;
   const char *wname = "";
   for (int i = 0; i < f->nt; i++) {
     const bm_fusion_tensor *k = &f->t[i];
     double e = relerr(h.g + k->off, want + k->off, k->n);
-    if (!(e <= t->tol_grad)) printf("# %s %s: %s off by %.2e of its largest value\n", t->tag, what, k->name, e);
+    if (!(e <= t->tol_tensor)) printf("# %s %s: %s off by %.2e of its largest value\n", t->tag, what, k->name, e);
     if (!(e <= worst)) worst = e, wname = k->name;
   }
-  CHECK(worst <= t->tol_grad, "%s %s: all %d gradient tensors within %.0e of their largest value (worst %.2e, %s)",
-        t->tag, what, f->nt, t->tol_grad, worst, wname);
+  for (size_t i = 0; i < f->np; i++) {
+    double d = (double)h.g[i] - want[i];
+    e2 += d * d, w2 += (double)want[i] * want[i];
+  }
+  double l2 = sqrt(e2 / (w2 > 0 ? w2 : 1));
+  CHECK(worst <= t->tol_tensor && l2 <= t->tol_l2,
+        "%s %s: all %d gradient tensors within %.0e of their largest value (worst %.2e, %s), the whole vector "
+        "within %.0e in norm (%.2e)",
+        t->tag, what, f->nt, t->tol_tensor, worst, wname, t->tol_l2, l2);
   free(h.g);
 }
 
@@ -218,8 +236,8 @@ static void t_batch(ctx *t, bm_fusion *f, bm_cuda_fusion *g, batch *b) {
   bm_cuda_fusion_forward(g, b->dev_xi, B, Ti, b->dev_xt, b->tstart, b->tlen, b->dev_out);
   bm_cuda_fusion_backward(g, b->dev_dout, b->dxi, b->dxt);
   cmp_dev(t, "forward out", b->dev_out, out, (size_t)B * K, t->tol_out);
-  cmp_dev(t, "backward dxi", b->dxi, dxi, ni, t->tol_grad);
-  cmp_dev(t, "backward dxt", b->dxt, dxt, nt, t->tol_grad);
+  cmp_dev(t, "backward dxi", b->dxi, dxi, ni, t->tol_dx);
+  cmp_dev(t, "backward dxt", b->dxt, dxt, nt, t->tol_dx);
   CHECK(gaps_zero(t, b, Dt), "%s backward dxt: the %d rows in no text are 0", t->tag, gaps);
   cmp_grads(t, "parameter gradients, one backward", g, f, g1);
   /* a copy of the first results, for the repeat below */
@@ -230,8 +248,8 @@ static void t_batch(ctx *t, bm_fusion *f, bm_cuda_fusion *g, batch *b) {
   /* a second backward: gradients add, dxi / dxt are written again */
   poison(t, b, cfg);
   bm_cuda_fusion_backward(g, b->dev_dout, b->dxi, b->dxt);
-  cmp_dev(t, "second backward dxi (written, not added)", b->dxi, dxi, ni, t->tol_grad);
-  cmp_dev(t, "second backward dxt (written, not added)", b->dxt, dxt, nt, t->tol_grad);
+  cmp_dev(t, "second backward dxi (written, not added)", b->dxi, dxi, ni, t->tol_dx);
+  cmp_dev(t, "second backward dxt (written, not added)", b->dxt, dxt, nt, t->tol_dx);
   cmp_grads(t, "parameter gradients, two backwards (+=)", g, f, g2);
   /* zero_grad, then a backward without input gradients */
   bm_cuda_fusion_zero_grad(g);
@@ -294,7 +312,8 @@ static void t_config(bm_cuda *cu, bmct_ctx *c, const char *name, bm_fusion_cfg c
     bm_fusion_init(&f, &cfg, (uint64_t)(bm_rng_uniform(&rng) * 1e9));
     redraw(&f);
     bm_cuda_fusion *g = bm_cuda_fusion_new(&f, cu, precs[k]);
-    ctx t = {c, precs[k], NULL, precs[k] == BM_PREC_FP32 ? 1e-5 : 2e-2, precs[k] == BM_PREC_FP32 ? 1e-5 : 5e-2};
+    int lo = precs[k] != BM_PREC_FP32;
+    ctx t = {c, precs[k], NULL, lo ? 2e-2 : 1e-5, lo ? 5e-2 : 1e-5, lo ? 2e-1 : 1e-5, lo ? 2e-2 : 1e-5};
     char tag[160];
     batch b;
     for (int r = 0; r < (quick ? 2 : 3); r++) {
