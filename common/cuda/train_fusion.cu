@@ -96,6 +96,7 @@ static void check_layout(const bm_fusion *f) {
 extern "C" bm_cuda_fusion *bm_cuda_fusion_new(const bm_fusion *f, bm_cuda *cu, int prec) {
   const char *why = bm_fusion_check_cfg(&f->cfg);
   if (why) bm_die("GPU fusion: %s", why);
+  if (prec != BMCT_FP32 && prec != BMCT_BF16 && prec != BMCT_FP16) bm_die("GPU fusion: precision %d", prec);
   check_layout(f);
   bm_cuda_fusion *g = (bm_cuda_fusion *)bm_xcalloc(1, sizeof *g);
   g->c = bmct_ctx_new(cu);
