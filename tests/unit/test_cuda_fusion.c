@@ -76,12 +76,13 @@ static float *nans(size_t n) {
   return x;
 }
 
-/* largest |got - want| over the largest |want| (inf when got is not finite) */
+/* largest |got - want| over the largest |want| (inf when either is not
+ * finite: fmax would drop a NaN) */
 static double relerr(const float *got, const float *want, size_t n) {
   double scale = 0, err = 0;
   for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
   for (size_t i = 0; i < n; i++)
-    err = fmax(err, isfinite(got[i]) ? fabs((double)got[i] - want[i]) : INFINITY);
+    err = fmax(err, isfinite(got[i]) && isfinite(want[i]) ? fabs((double)got[i] - want[i]) : INFINITY);
   return err / (scale > 0 ? scale : 1);
 }
 
