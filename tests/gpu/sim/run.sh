@@ -18,7 +18,7 @@ cd "$(dirname "$0")/../../.."
 S=build/fusion-sim
 SAN=${SAN:-}
 mkdir -p $S
-[ -f build/nocuda/libbm.a ] || make -s NVCC= BUILD=build/nocuda BIN=build/nocuda/bin -j2 build/nocuda/libbm.a
+make -s NVCC= BUILD=build/nocuda BIN=build/nocuda/bin -j2 build/nocuda/libbm.a # the CPU module, current
 /usr/bin/python3 tests/gpu/sim/conv.py common/cuda $S
 cp tests/gpu/sim/train_internal.cuh $S/
 for f in $S/train_fusion.cpp $S/train_fusion_attn.cpp tests/gpu/sim/sim_impl.cpp; do
