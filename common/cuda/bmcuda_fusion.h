@@ -49,14 +49,17 @@ int bm_cuda_fusion_prec(const bm_cuda_fusion *g);
  * tstart[s] + tlen[s] - 1, host arrays, tlen[s] >= 1, texts must not
  * overlap; xt must hold max(tstart + tlen) rows; rows in no text are
  * ignored, whatever they hold). The activations stay on the device for the
- * backward; the caller may reuse xi and xt right after. out may be NULL
- * (pooled only). Dies, saying why, on bad sequence bounds. */
+ * backward, so later work on the compute stream may overwrite xi and xt
+ * (another stream must wait for this one first). out may be NULL (the
+ * backward still works). Dies, saying why, on bad sequence bounds. */
 void bm_cuda_fusion_forward(bm_cuda_fusion *g, const float *xi, int B, int Ti, const float *xt,
                             const int *tstart, const int *tlen, float *out);
 /* From dout[B, outdim] (device fp32) = dL/d(out) of the last forward:
  * parameter gradients added; dxi[B*Ti, Di] and dxt[max(tstart + tlen), Dt]
  * (device fp32) written, rows of xt in no text get 0; either may be NULL.
- * May be called more than once after one forward (gradients add up). */
+ * May be called more than once after one forward (gradients add up).
+ * fp16 has no loss scaling of its own: a caller scales dout (and divides
+ * the gradients) as bm_cuda_ft does. */
 void bm_cuda_fusion_backward(bm_cuda_fusion *g, const float *dout, float *dxi, float *dxt);
 void bm_cuda_fusion_zero_grad(bm_cuda_fusion *g);
 

@@ -26,21 +26,25 @@
  * Limits, as the largest |GPU - CPU| over the largest |CPU| of each compared
  * array (out, dxi, dxt, each gradient tensor on its own), and for the
  * parameter gradients also |GPU - CPU| / |CPU| in the 2-norm over all np:
- *   fp32: 1e-5 everywhere (no TF32; only summation order differs);
+ *   fp32: out, dxi, dxt and the whole gradient in norm 1e-5, each
+ *     gradient tensor 1e-4 (no TF32: only summation order differs);
  *   bf16, fp16: out 2e-2, dxi and dxt 5e-2, each gradient tensor 2e-1 and
- *     the whole gradient 2e-2 in norm. The GPU rounds inputs, weights and
- *     activations to 8 (11) significant bits where the CPU keeps fp32; the
- *     backward chain is twice the forward's, and a tensor whose gradient is
- *     a sum with much cancellation (a cross-attention query bias over a
- *     text of few tokens: the softmax over one key has no gradient at all)
- *     loses most of its relative accuracy: a CPU simulation of this module
- *     in bf16 showed up to 8e-2 on cross.q.bias, 2e-2 on dxi / dxt, 9e-3
- *     on out. The fp32 runs check the arithmetic; the 16-bit ones its
- *     plumbing (a wrong type, stride or copy errs by 1 or more).
+ *     the whole gradient 2e-2 in norm.
+ * Why per tensor looser: a tensor whose gradient is a sum with much
+ * cancellation (a cross-attention query's weight and bias, most over a text
+ * of few tokens: the softmax over one key has no gradient at all) loses
+ * relative accuracy to rounding, about 40 times the others'. A CPU
+ * simulation of this module (tests/gpu/sim/run.sh, ten seeds) showed, fp32:
+ * out 7e-7, dxi / dxt 1.1e-6, tensors 4.1e-6 (cross.q.bias), norm 1e-7;
+ * bf16: out 1e-2, dxi / dxt 1.9e-2, tensors 8e-2, norm 1e-2 (the GPU rounds
+ * inputs, weights and activations to 8 significant bits where the CPU keeps
+ * fp32); fp16 about 8 times less. The fp32 runs check the arithmetic; the
+ * 16-bit ones its plumbing (a wrong type, stride or copy errs by 1 or more).
  * A non-finite value always fails.
  * Fresh random inputs each run (the seed is printed; BM_SEED=N replays it).
  * BM_TEST_QUICK (compute-sanitizer runs) keeps three configurations and the
- * first two batches; BM_TEST_PREC=fp32|bf16|fp16 runs one precision. Without a GPU (or without nvcc) one "# skip" line. */
+ * first two batches; BM_TEST_PREC=fp32|bf16|fp16 runs one precision.
+ * Without a GPU (or without nvcc) one "# skip" line. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -314,7 +318,7 @@ static void t_config(bm_cuda *cu, bmct_ctx *c, const char *name, bm_fusion_cfg c
     redraw(&f);
     bm_cuda_fusion *g = bm_cuda_fusion_new(&f, cu, precs[k]);
     int lo = precs[k] != BM_PREC_FP32;
-    ctx t = {c, precs[k], NULL, lo ? 2e-2 : 1e-5, lo ? 5e-2 : 1e-5, lo ? 2e-1 : 1e-5, lo ? 2e-2 : 1e-5};
+    ctx t = {c, precs[k], NULL, lo ? 2e-2 : 1e-5, lo ? 5e-2 : 1e-5, lo ? 2e-1 : 1e-4, lo ? 2e-2 : 1e-5};
     char tag[160];
     batch b;
     for (int r = 0; r < (quick ? 2 : 3); r++) {

@@ -15,8 +15,8 @@
 # Quick fp32: ~1 minute; all precisions: ~10 minutes on one core.
 set -eu
 cd "$(dirname "$0")/../../.."
-S=build/fusion-sim
 SAN=${SAN:-}
+S=build/fusion-sim${SAN:+-san}
 mkdir -p $S
 make -s NVCC= BUILD=build/nocuda BIN=build/nocuda/bin -j2 build/nocuda/libbm.a # the CPU module, current
 /usr/bin/python3 tests/gpu/sim/conv.py common/cuda $S
