@@ -274,6 +274,9 @@ void bm_fusion_forward(bm_fusion *f, bm_fusion_acts *a, const float *xi, int B, 
 #define P(k) lt(f, f->p, l, s, k)
       bm_layernorm_train(x->ln1, x->m1, x->r1, x->x, P(K_LN1W), P(K_LN1B), N[s], F, BM_FUSION_EPS);
       bm_linear(x->qkv, x->ln1, P(K_QKVW), P(K_QKVB), N[s], F, 3 * F);
+      /* the attention writes only rows in a sequence: text rows in none must
+       * hold zeros, not stale memory, or a NaN there reaches the gradients */
+      memset(x->att, 0, row_bytes * N[s]);
       bm_attention_train(x->att, x->P1, x->qkv, a->start[s], a->len[s], B, F, H, NULL);
       memcpy(x->y, x->x, row_bytes * N[s]);
       bm_linear_residual(x->y, x->att, P(K_PROJW), P(K_PROJB), N[s], F, F);            /* y = x + proj */
@@ -284,6 +287,7 @@ void bm_fusion_forward(bm_fusion *f, bm_fusion_acts *a, const float *xi, int B, 
       bm_fusion_stream_acts *x = &a->la[2 * l + s], *xo = &a->la[2 * l + o];
       bm_linear(x->cq, x->ln2, P(K_CQW), P(K_CQB), N[s], F, F);                         /* q from n_s */
       bm_linear(x->ckv, xo->ln2, P(K_CKVW), P(K_CKVB), N[o], F, 2 * F);                 /* kv from n_o */
+      memset(x->catt, 0, row_bytes * N[s]);
       bm_xattn_train(x->catt, x->P2, x->cq, x->ckv, a->start[s], a->len[s], a->start[o], a->len[o],
                      B, F, H);
       memcpy(x->z, x->y, row_bytes * N[s]);

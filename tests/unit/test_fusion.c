@@ -250,6 +250,33 @@ static void test_module_fd(int combine, int layers) {
   bm_fusion_free(&f);
 }
 
+/* Rows of xt in no text, with stale NaN in the attention output buffers
+ * (a reused bm_fusion_acts): nothing may reach out or a gradient. */
+static void test_module_stale_gap(void) {
+  bm_fusion_cfg cfg = {.Di = 6, .Dt = 5, .F = 8, .layers = 2, .heads = 2, .mlp = 12, .combine = BM_FUSE_CONCAT};
+  bm_fusion f;
+  bm_fusion_init(&f, &cfg, 3);
+  randomize(&f);
+  bm_fusion_acts a = {0};
+  int ts[] = {2, 6}, tl[] = {3, 1}, B = 2, Ti = 3, Nt = 7; /* rows 0, 1, 5 in no text */
+  size_t ni = (size_t)B * Ti * cfg.Di, nt = (size_t)Nt * cfg.Dt, no = (size_t)B * bm_fusion_out_dim(&cfg);
+  float *xi = rnd(ni, -2, 2), *xt = rnd(nt, -2, 2), *out = poisoned(no), *R = rnd(no, -1, 1);
+  float *dxi = poisoned(ni), *dxt = poisoned(nt);
+  bm_fusion_forward(&f, &a, xi, B, Ti, xt, ts, tl, out);
+  for (int i = 0; i < 2 * cfg.layers; i++)
+    for (size_t j = 0; j < a.cap_rows[i % 2] * (size_t)cfg.F; j++) a.la[i].att[j] = a.la[i].catt[j] = NAN;
+  bm_fusion_forward(&f, &a, xi, B, Ti, xt, ts, tl, out); /* the same sizes: the buffers are reused */
+  bm_fusion_zero_grad(&f);
+  bm_fusion_backward(&f, &a, R, dxi, dxt);
+  int gaps = 1;
+  for (int i = 0; i < cfg.Dt; i++) gaps &= dxt[i] == 0.0f && dxt[cfg.Dt + i] == 0.0f && dxt[5 * cfg.Dt + i] == 0.0f;
+  CHECK(all_finite(out, no) && all_finite(f.g, f.np) && all_finite(dxi, ni) && all_finite(dxt, nt) && gaps,
+        "fusion: stale NaN in reused attention buffers reaches neither out nor any gradient; text gap rows get 0");
+  free(xi), free(xt), free(out), free(R), free(dxi), free(dxt);
+  bm_fusion_acts_free(&a);
+  bm_fusion_free(&f);
+}
+
 /* Thread independence, reuse of grown activations, accumulation. */
 static void test_module_bits(void) {
   bm_fusion_cfg cfg = {.Di = 20, .Dt = 12, .F = 24, .layers = 2, .heads = 3, .mlp = 0, .combine = BM_FUSE_CONCAT};
@@ -506,6 +533,7 @@ int main(void) {
   test_module_fd(BM_FUSE_CONCAT, 2);
   test_module_fd(BM_FUSE_MEAN, 2);
   test_module_fd(BM_FUSE_CONCAT, 0); /* projections, pooling and norms alone */
+  test_module_stale_gap();
   test_module_bits();
   bm_set_threads(2);
   test_init_cfg();
