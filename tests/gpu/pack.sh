@@ -57,7 +57,9 @@ done
 rm -rf $G/train-cuda/HAM
 py=/usr/lib/python3/dist-packages/msgpack
 [ -d "$py" ] && cp -r "$py" $G/py/ && rm -f $G/py/msgpack/*.so
-strip --strip-debug $G/lib/* 2>/dev/null || true
+# host debug sections only: the device code (and its -lineinfo for
+# compute-sanitizer) lives in .nv_fatbin, which --strip-debug keeps
+strip --strip-debug $G/lib/* $G/bin/* $G/tests/* 2>/dev/null || true
 echo "carried libraries: $(ls $G/lib | tr '\n' ' ')"
 du -sh $G
 size=$(du -sm $G | cut -f1)
