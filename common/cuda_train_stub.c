@@ -1,11 +1,14 @@
 /* cuda_train_stub.c - the GPU training API (cuda/bmcuda_train.h: the
- * fine-tuning step, the text tower) for a build without nvcc, so that
- * bm-train links either way: nothing here can be reached, since bm_cuda_open
- * (cuda_stub.c) fails first and every call needs its device. The low-level
- * bmct_* kernels have no stub: only the GPU tests call them, and those are
- * built against them only with BM_HAVE_CUDA. */
+ * fine-tuning step, the text tower; bmcuda_vit_train.h, bmcuda_opt.h) for a
+ * build without nvcc, so that bm-train links either way: nothing here can be
+ * reached, since bm_cuda_open (cuda_stub.c) fails first and every call needs
+ * its device. Of the low-level bmct_* kernels only the copies the tasks use
+ * have a stub: the rest are called by the GPU tests only, which are built
+ * against them only with BM_HAVE_CUDA. */
 #ifndef BM_HAVE_CUDA
+#include "cuda/bmcuda_opt.h"
 #include "cuda/bmcuda_train.h"
+#include "cuda/bmcuda_vit_train.h"
 #include "util.h"
 
 #define UNREACHABLE bm_die("%s: built without CUDA (no nvcc when it was built)", __func__)
@@ -55,6 +58,41 @@ void bm_cuda_bt_refresh_compute(bm_cuda_bt *g) { (void)g; UNREACHABLE; }
 void bm_cuda_bt_download(bm_cuda_bt *g, bm_bert_train *bt) { (void)g, (void)bt; UNREACHABLE; }
 void bm_cuda_bt_upload(bm_cuda_bt *g, const bm_bert_train *bt) { (void)g, (void)bt; UNREACHABLE; }
 void bm_cuda_bt_download_grads(bm_cuda_bt *g, bm_bert_train *bt) { (void)g, (void)bt; UNREACHABLE; }
+
+/* the image tower (bm_cuda_vt) */
+bm_cuda_vt *bm_cuda_vt_new(const bm_vit_train *vt, bm_cuda *cu, int prec) { (void)vt, (void)cu, (void)prec; UNREACHABLE; }
+void bm_cuda_vt_free(bm_cuda_vt *g) { (void)g; }
+bmct_ctx *bm_cuda_vt_ctx(bm_cuda_vt *g) { (void)g; UNREACHABLE; }
+void bm_cuda_vt_set_patch_dropout(bm_cuda_vt *g, float p, uint64_t seed, uint64_t step) {
+  (void)g, (void)p, (void)seed, (void)step; UNREACHABLE;
+}
+int bm_cuda_vt_forward(bm_cuda_vt *g, const float *img, int B, float *emb, float *tokens) {
+  (void)g, (void)img, (void)B, (void)emb, (void)tokens; UNREACHABLE;
+}
+void bm_cuda_vt_backward(bm_cuda_vt *g, const float *demb, const float *dtokens, int B) {
+  (void)g, (void)demb, (void)dtokens, (void)B; UNREACHABLE;
+}
+void bm_cuda_vt_zero_grad(bm_cuda_vt *g) { (void)g; UNREACHABLE; }
+float *bm_cuda_vt_params(bm_cuda_vt *g) { (void)g; UNREACHABLE; }
+void *bm_cuda_vt_params_compute(bm_cuda_vt *g) { (void)g; UNREACHABLE; }
+float *bm_cuda_vt_grads(bm_cuda_vt *g) { (void)g; UNREACHABLE; }
+size_t bm_cuda_vt_goff(const bm_cuda_vt *g) { (void)g; UNREACHABLE; }
+void bm_cuda_vt_download(bm_cuda_vt *g, bm_vit_train *vt) { (void)g, (void)vt; UNREACHABLE; }
+
+/* the optimizer mirror (bmct_opt) and the copies */
+bmct_opt *bmct_opt_new(bmct_ctx *c, const bm_adamw *cpu, int prec) { (void)c, (void)cpu, (void)prec; UNREACHABLE; }
+void bmct_opt_free(bmct_opt *o) { (void)o; }
+void bmct_opt_bind(bmct_opt *o, int k, float *w, void *wc, const float *g) {
+  (void)o, (void)k, (void)w, (void)wc, (void)g; UNREACHABLE;
+}
+void bmct_opt_grads(bmct_opt *o, const float *g, size_t n) { (void)o, (void)g, (void)n; UNREACHABLE; }
+int bmct_opt_step(bmct_opt *o, double lr_scale, double max_norm, double *norm) {
+  (void)o, (void)lr_scale, (void)max_norm, (void)norm; UNREACHABLE;
+}
+float bmct_opt_loss_scale(const bmct_opt *o) { (void)o; UNREACHABLE; }
+void bmct_opt_download(bmct_opt *o, bm_adamw *cpu) { (void)o, (void)cpu; UNREACHABLE; }
+void bmct_upload(bmct_ctx *c, void *dst, const void *src, size_t bytes) { (void)c, (void)dst, (void)src, (void)bytes; UNREACHABLE; }
+void bmct_download(bmct_ctx *c, void *dst, const void *src, size_t bytes) { (void)c, (void)dst, (void)src, (void)bytes; UNREACHABLE; }
 #else
 typedef int bm_cuda_train_stub_unused; /* ISO C wants a declaration in every file */
 #endif

@@ -22,6 +22,10 @@ void bm_task_finetune(bm_train_task *t, const bm_train_opts *o, const bm_trainse
  * pairs (CLIP's loss, clip_loss.h); --lock-image / --lock-text freeze a
  * tower. A resumed run's model is its checkpoint (towers and scale). */
 void bm_task_contrastive(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model);
+/* The same on a GPU (--device cuda): both towers and AdamW there, the loss
+ * on the CPU; --accum accumulates on the device. */
+void bm_task_contrastive_cuda(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
+                              bm_cuda *cu, int prec);
 /* fusion, regularized: both towers' tokens, the co-attention fusion
  * (fusion.h: concatenated or averaged pooled streams), dropout and a head
  * end to end; --text prompt|both adds learned prompt vectors "prompt.ctx".

@@ -6,7 +6,9 @@
 # same arithmetic in another summation order), bf16 learns, --resume goes on
 # on the GPU, checkpoints move between the GPU and the CPU both ways, --accum
 # accumulates on the GPU as the CPU does, and the batch prefetch changes no
-# bit.
+# bit. --mode contrastive on the GPU (behind BM_CUDA_UNVERIFIED=1 until these
+# checks have passed on a GPU): fp32 the CPU's steps to a tolerance, with
+# --accum and patch dropout too, bf16 learns, --resume.
 . "$BM_TESTS/lib.sh"
 MODEL="$BM_TESTS/fixtures/tiny-model"
 seed=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
@@ -18,6 +20,11 @@ if command -v bm-decode >/dev/null 2>&1; then
   $PY "$BM_TESTS/../examples/make_demo_data.py" "$T/HAM" --per-class 40 --seed "$seed" >/dev/null
   for s in train val test; do
     bm-decode --format ham10000 --size 48 --split $s --test-fraction 0.2 -q --max-warnings 0 "$T/HAM" >"$T/$s.bmr" 2>/dev/null
+  done
+  $PY "$BM_TESTS/../examples/make_demo_data.py" "$T/P" --dataset pairs --per-class 20 --seed "$seed" >/dev/null
+  for s in train test; do
+    bm-decode --format pairs --size 48 --split $s --test-fraction 0.3 -q --max-warnings 0 "$T/P/pairs.csv" \
+      >"$T/pairs-$s.bmr" 2>/dev/null
   done
   D=$T
 elif [ -f "${BM_GPU:-/nonexistent}/train-cuda/train.bmr" ]; then
@@ -44,6 +51,9 @@ check_refused "--precision fp8: status 2" 2 "fp32, bf16 or fp16, not fp8" \
   $FT --device cuda --precision fp8 -o "$T/x.safetensors" "$D/train.bmr"
 check_refused "--device cuda --mode fusion: status 2" 2 "only --mode finetune trains on a GPU" \
   bm-train -q --mode fusion -m "$MODEL" --device cuda -o "$T/x.safetensors" "$D/train.bmr"
+check_refused "--device cuda --mode contrastive: status 2 until verified on a GPU" 2 \
+  "mode contrastive on a GPU is written but not yet verified on one; BM_CUDA_UNVERIFIED=1 runs it" \
+  bm-train -q --mode contrastive -m "$MODEL" --device cuda -o "$T/x.safetensors" "$D/train.bmr"
 check "no file was written by the refusals" sh -c "! ls '$T'/x* 2>/dev/null"
 # the head of --mode linear trains on the CPU whatever --device says
 bm-embed-img -q -m "$MODEL" <"$D/train.bmr" >"$T/emb.bmr"
@@ -63,6 +73,11 @@ if ! bm-embed-img -q -m "$MODEL" --device cuda </dev/null >/dev/null 2>"$T/probe
   check "  ... saying why, naming cuda:0: $(head -c 160 "$T/ng.err")" \
     grep -Eq -- "--device cuda:0: (no GPU|built without CUDA|CUDA driver too old)" "$T/ng.err"
   check_eq "  ... and writes nothing (no checkpoint, no log)" "$(ls "$T/ng" | wc -l)" 0
+  BM_CUDA_UNVERIFIED=1 bm-train -q --mode contrastive -m "$MODEL" --device cuda:0 --log "$T/ng/log" \
+    -o "$T/ng/c.safetensors" "$D/train.bmr" 2>"$T/ng.err" >/dev/null
+  check_eq "no GPU: BM_CUDA_UNVERIFIED=1 --mode contrastive --device cuda:0 exits 1" "$?" 1
+  check "  ... saying why" grep -Eq -- "--device cuda:0: (no GPU|built without CUDA|CUDA driver too old)" "$T/ng.err"
+  check_eq "  ... and writes nothing" "$(ls "$T/ng" | wc -l)" 0
   echo "# skip: bm-train --device cuda tests: $(sed 's/^[^:]*: //' "$T/probe.err" | head -1)"
   exit 0
 fi
@@ -209,3 +224,39 @@ a = [json.loads(l) for l in open('$T/pf1.log') if 'grad_norm' in l]
 b = [json.loads(l) for l in open('$T/pf0.log') if 'grad_norm' in l]
 assert len(a) == len(b) and a[0]['loss'] == b[0]['loss'], (a[0], b[0])"
 fi
+
+# (6) --mode contrastive on the GPU (both towers and AdamW there, the CLIP
+# loss on the CPU): fp32 = the CPU to a tolerance, step by step (loss 1e-4,
+# grad_norm 1e-3 relative) and in the checkpoints' embeddings of held-out
+# pairs (1e-4); the same with --accum 2 and with patch dropout; bf16 learns;
+# --resume on the GPU ends where the uninterrupted run does
+CL="bm-train -q --mode contrastive -m $MODEL -j 2 --epochs 2 --batch 16 --lr 1e-4 --warmup 2 --seed 5"
+export BM_CUDA_UNVERIFIED=1
+pair_emb() { # CKPT -> both embeddings of the held-out pairs, on the CPU
+  bm-embed-img -q -m "$1" <"$D/pairs-test.bmr" | bm-embed-txt -q -m "$1"; }
+for v in "plain:" "accum:--batch 8 --accum 2" "pdrop:--patch-dropout 0.5"; do
+  name=${v%%:*} opts=${v#*:}
+  check "contrastive $name: the CPU run" $CL $opts -o "$T/cc-$name.safetensors" --log "$T/cc-$name.log" "$D/pairs-train.bmr"
+  check "  ... --device cuda --precision fp32" \
+    $CL $opts --device cuda --precision fp32 -o "$T/gc-$name.safetensors" --log "$T/gc-$name.log" "$D/pairs-train.bmr"
+  check "  ... every step's loss and grad_norm as the CPU's" steps_close "$T/gc-$name.log" "$T/cc-$name.log"
+  pair_emb "$T/cc-$name.safetensors" >"$T/cc-$name-test.bmr"
+  pair_emb "$T/gc-$name.safetensors" >"$T/gc-$name-test.bmr"
+  check "  ... its checkpoint's held-out img_emb and txt_emb within 1e-4 of the CPU checkpoint's" \
+    $PY "$BM_TESTS/bmr_compare.py" "$T/gc-$name-test.bmr" "$T/cc-$name-test.bmr" --tensors img_emb,txt_emb --tol 1e-4
+done
+check "contrastive bf16 on the GPU learns: 10 epochs at lr 1e-3" \
+  bm-train -q --mode contrastive -m "$MODEL" --epochs 10 --batch 16 --lr 1e-3 --warmup 2 --device cuda \
+  -o "$T/gb.safetensors" --log "$T/gb.log" "$D/pairs-train.bmr"
+# (on the CPU, 5 data seeds: the last epoch at 33-81% of the first)
+check "  ... the last epoch's training loss below 90% of the first's" $PY -c "
+import json
+e = [json.loads(l)['train_loss'] for l in open('$T/gb.log') if 'train_loss' in l]
+assert len(e) == 10 and e[-1] < 0.9 * e[0], e"
+check "contrastive --resume on the GPU: 1 epoch of 2, then --resume" sh -c "
+  $CL --device cuda --precision fp32 --stop-after 1 -o '$T/gr.safetensors' '$D/pairs-train.bmr' &&
+  bm-train -q --mode contrastive --device cuda --precision fp32 --resume '$T/gr.last.safetensors' \
+    -o '$T/gr.safetensors' '$D/pairs-train.bmr'"
+pair_emb "$T/gr.safetensors" >"$T/gr-test.bmr"
+check "  ... its held-out embeddings within 1e-4 of the uninterrupted GPU run's" \
+  $PY "$BM_TESTS/bmr_compare.py" "$T/gr-test.bmr" "$T/gc-plain-test.bmr" --tensors img_emb,txt_emb --tol 1e-4

@@ -54,7 +54,12 @@ for s in train val test; do
   $B/bin/bm-decode --format ham10000 --size 48 --split $s --test-fraction 0.2 -q --max-warnings 0 $G/train-cuda/HAM \
     >$G/train-cuda/$s.bmr 2>/dev/null
 done
-rm -rf $G/train-cuda/HAM
+/usr/bin/python3 examples/make_demo_data.py $G/train-cuda/P --dataset pairs --per-class 20 --seed 7 >/dev/null
+for s in train test; do
+  $B/bin/bm-decode --format pairs --size 48 --split $s --test-fraction 0.3 -q --max-warnings 0 \
+    $G/train-cuda/P/pairs.csv >$G/train-cuda/pairs-$s.bmr 2>/dev/null
+done
+rm -rf $G/train-cuda/HAM $G/train-cuda/P
 py=/usr/lib/python3/dist-packages/msgpack
 [ -d "$py" ] && cp -r "$py" $G/py/ && rm -f $G/py/msgpack/*.so
 # host debug sections only: the device code (and its -lineinfo for
