@@ -1,11 +1,12 @@
 /* cuda_train_stub.c - the GPU training API (cuda/bmcuda_train.h: the
- * fine-tuning step, the text tower; bmcuda_vit_train.h, bmcuda_opt.h) for a
+ * fine-tuning step, the text tower; bmcuda_vit_train.h, bmcuda_fusion.h, bmcuda_opt.h) for a
  * build without nvcc, so that bm-train links either way: nothing here can be
  * reached, since bm_cuda_open (cuda_stub.c) fails first and every call needs
  * its device. Of the low-level bmct_* kernels only the copies the tasks use
  * have a stub: the rest are called by the GPU tests only, which are built
  * against them only with BM_HAVE_CUDA. */
 #ifndef BM_HAVE_CUDA
+#include "cuda/bmcuda_fusion.h"
 #include "cuda/bmcuda_opt.h"
 #include "cuda/bmcuda_train.h"
 #include "cuda/bmcuda_vit_train.h"
@@ -78,6 +79,24 @@ void *bm_cuda_vt_params_compute(bm_cuda_vt *g) { (void)g; UNREACHABLE; }
 float *bm_cuda_vt_grads(bm_cuda_vt *g) { (void)g; UNREACHABLE; }
 size_t bm_cuda_vt_goff(const bm_cuda_vt *g) { (void)g; UNREACHABLE; }
 void bm_cuda_vt_download(bm_cuda_vt *g, bm_vit_train *vt) { (void)g, (void)vt; UNREACHABLE; }
+
+/* the fusion module (bm_cuda_fusion) */
+bm_cuda_fusion *bm_cuda_fusion_new(const bm_fusion *f, bm_cuda *cu, int prec) { (void)f, (void)cu, (void)prec; UNREACHABLE; }
+void bm_cuda_fusion_free(bm_cuda_fusion *g) { (void)g; }
+void bm_cuda_fusion_forward(bm_cuda_fusion *g, const float *xi, int B, int Ti, const float *xt, const int *tstart,
+                            const int *tlen, float *out) {
+  (void)g, (void)xi, (void)B, (void)Ti, (void)xt, (void)tstart, (void)tlen, (void)out; UNREACHABLE;
+}
+void bm_cuda_fusion_backward(bm_cuda_fusion *g, const float *dout, float *dxi, float *dxt) {
+  (void)g, (void)dout, (void)dxi, (void)dxt; UNREACHABLE;
+}
+void bm_cuda_fusion_zero_grad(bm_cuda_fusion *g) { (void)g; UNREACHABLE; }
+size_t bm_cuda_fusion_np(const bm_cuda_fusion *g) { (void)g; UNREACHABLE; }
+float *bm_cuda_fusion_params(bm_cuda_fusion *g) { (void)g; UNREACHABLE; }
+float *bm_cuda_fusion_grads(bm_cuda_fusion *g) { (void)g; UNREACHABLE; }
+void *bm_cuda_fusion_params_compute(bm_cuda_fusion *g) { (void)g; UNREACHABLE; }
+const bm_fusion_tensor *bm_cuda_fusion_tensors(const bm_cuda_fusion *g, int *nt) { (void)g, (void)nt; UNREACHABLE; }
+void bm_cuda_fusion_download(bm_cuda_fusion *g, bm_fusion *f) { (void)g, (void)f; UNREACHABLE; }
 
 /* the optimizer mirror (bmct_opt) and the copies */
 bmct_opt *bmct_opt_new(bmct_ctx *c, const bm_adamw *cpu, int prec) { (void)c, (void)cpu, (void)prec; UNREACHABLE; }

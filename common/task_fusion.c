@@ -24,6 +24,9 @@
 
 #include "backward.h"
 #include "bert_train.h"
+#include "cuda/bmcuda_fusion.h"
+#include "cuda/bmcuda_opt.h"
+#include "cuda/bmcuda_vit_train.h"
 #include "fusion.h"
 #include "linhead.h"
 #include "text_batch.h"
@@ -34,7 +37,7 @@
 #define BM_PROMPT_TAG 0xC0C0000000000000ULL
 #define BM_FUSION_TAG 0xF050000000000000ULL
 
-typedef struct {
+typedef struct fusion_task {
   const bm_train_opts *o;
   const bm_trainset *ds;
   const bm_model *model;
@@ -56,6 +59,9 @@ typedef struct {
   float dropout;
   uint64_t drop_seed;
   bm_adamw opt;
+  bm_cuda *cu; /* the GPU task: its device, precision and state (made at first use) */
+  int prec;
+  struct fusion_gpu *gpu;
 } fusion_task;
 
 static void reserve(fusion_task *f, int B, int ntok) {
@@ -91,13 +97,11 @@ static void forward(fusion_task *f, const bm_trainset *set, const long *idx, int
   bm_fusion_forward(&f->fu, &f->fa, f->itok, B, f->T, f->ttok, f->tb.start, f->tb.len, f->fused);
 }
 
-static double fusion_grad(bm_train_task *t, const long *idx, int B, long e, uint64_t micro) {
+/* From f->fused [B,K] and the targets f->Y: dropout, the head, the loss
+ * (returned), the head's gradient into f->gW, f->gb (overwritten) and
+ * dfused (into f->dfused). */
+static double head_grad(bm_train_task *t, int B, uint64_t micro) {
   fusion_task *f = t->self;
-  const bm_train_opts *o = f->o;
-  bm_trainset_batch(f->ds, o->feat, idx, B, &f->slot, bm_sub_seed((uint64_t)o->seed, BM_AUG_TAG ^ (uint64_t)e),
-                    f->X, f->Y);
-  bm_adamw_zero_grad(&f->opt);
-  forward(f, f->ds, idx, B);
   int C = f->C, K = f->K;
   size_t n = (size_t)B * (size_t)K;
   const float *x = f->fused;
@@ -116,6 +120,17 @@ static double fusion_grad(bm_train_task *t, const long *idx, int B, long e, uint
       f->dfused[(size_t)i * K + k] = (float)s;
     }
   if (f->dropout > 0) bm_dropout_backward(f->dfused, f->dfused, n, f->dropout, f->drop_seed, micro, 0);
+  return loss;
+}
+
+static double fusion_grad(bm_train_task *t, const long *idx, int B, long e, uint64_t micro) {
+  fusion_task *f = t->self;
+  const bm_train_opts *o = f->o;
+  bm_trainset_batch(f->ds, o->feat, idx, B, &f->slot, bm_sub_seed((uint64_t)o->seed, BM_AUG_TAG ^ (uint64_t)e),
+                    f->X, f->Y);
+  bm_adamw_zero_grad(&f->opt);
+  forward(f, f->ds, idx, B);
+  double loss = head_grad(t, B, micro);
   int img = !f->vt.frozen, txt = !f->bt.frozen || f->ctx;
   bm_fusion_backward(&f->fu, &f->fa, f->dfused, img ? f->ditok : NULL, txt ? f->dttok : NULL);
   if (img) bm_vit_train_backward_tokens(&f->vt, &f->va, NULL, f->ditok, B);
@@ -198,8 +213,11 @@ static void fusion_save(bm_train_task *t, const char *path, int moments, const b
   free(text);
 }
 
+static void gpu_free(fusion_task *f);
+
 static void fusion_free(bm_train_task *t) {
   fusion_task *f = t->self;
+  gpu_free(f);
   bm_recslot_free(&f->slot);
   bm_recslot_free(&f->tslot);
   bm_text_batch_free(&f->tb);
@@ -301,4 +319,218 @@ void bm_task_fusion(bm_train_task *t, const bm_train_opts *o, const bm_trainset 
   *t = (bm_train_task){.self = f, .opt = &f->opt, .log_lr = o->lr_head, .grad = fusion_grad,
                        .logits = fusion_logits, .save = fusion_save, .free = fusion_free, .C = C,
                        .multilabel = ds->multilabel, .pw = pw};
+}
+
+/* ---- the GPU task: the towers, the fusion module and AdamW on the
+ * device. The fused vectors [B,K] come back to the CPU for the dropout, the
+ * head and the loss (fusion_grad's code: the same masks and sums), whose
+ * gradient goes back up; the head's weights live on the device for the
+ * optimizer and are brought back after each step. */
+
+typedef struct fusion_gpu {
+  bm_cuda_vt *vt;
+  bm_cuda_bt *bt;
+  bm_cuda_fusion *fu;
+  bmct_ctx *x;                 /* the towers' stream (every module's) */
+  bmct_opt *opt;               /* f->opt's parameters, bound to device tensors */
+  float *itok, *ditok;         /* [cap*T, Wv] image tokens and their gradient */
+  float *ttok, *dttok;         /* [cap_tok, Wt] text tokens and their gradient */
+  float *fused, *dfused;       /* [cap, K] */
+  float *ctx, *gctx;           /* [n_ctx, Wt] prompt vectors, their gradient (NULL: none) */
+  float *W, *b, *gW, *gb;      /* the head [C,K], [C] and its gradient */
+  float *hgW, *hgb;            /* [C,K], [C] host: the group's head gradient so far */
+  int cap, cap_tok, synced;
+} fusion_gpu;
+
+static float *dev_floats(size_t n, const char *what) { return bm_cuda_malloc((n ? n : 1) * sizeof(float), what); }
+
+/* Made at the first batch, after a resumed run's moments reached f->opt. */
+static fusion_gpu *gpu(fusion_task *f) {
+  if (f->gpu) return f->gpu;
+  fusion_gpu *g = f->gpu = bm_xcalloc(1, sizeof *g);
+  int B = (int)f->o->batch, C = f->C, K = f->K, Wt = f->bt.m.width;
+  size_t CK = (size_t)C * (size_t)K, es = bm_prec_size((bm_prec)f->prec);
+  g->vt = bm_cuda_vt_new(&f->vt, f->cu, f->prec);
+  g->x = bm_cuda_vt_ctx(g->vt);
+  g->bt = bm_cuda_bt_new(g->x, &f->bt, f->prec, B, B * f->bt.m.context, f->n_ctx);
+  g->fu = bm_cuda_fusion_new(&f->fu, f->cu, f->prec);
+  g->W = dev_floats(CK, "head weight"), g->b = dev_floats((size_t)C, "head bias");
+  g->gW = dev_floats(CK, "head weight gradient"), g->gb = dev_floats((size_t)C, "head bias gradient");
+  bmct_upload(g->x, g->W, f->W, CK * sizeof(float));
+  bmct_upload(g->x, g->b, f->b, (size_t)C * sizeof(float));
+  g->hgW = bm_xmalloc(CK * sizeof(float)), g->hgb = bm_xmalloc((size_t)C * sizeof(float));
+  size_t nctx = (size_t)f->n_ctx * (size_t)Wt;
+  if (f->ctx) {
+    g->ctx = dev_floats(nctx, "prompt vectors"), g->gctx = dev_floats(nctx, "prompt vector gradients");
+    bmct_upload(g->x, g->ctx, f->ctx, nctx * sizeof(float));
+  }
+  /* f->opt's parameters in the order bm_task_fusion added them */
+  g->opt = bmct_opt_new(g->x, &f->opt, f->prec);
+  int k = 0, bnt, fnt;
+  size_t voff = bm_cuda_vt_goff(g->vt), bnp, boff;
+  float *vP = bm_cuda_vt_params(g->vt), *vG = bm_cuda_vt_grads(g->vt);
+  char *vC = bm_cuda_vt_params_compute(g->vt);
+  for (int i = 0; i < f->vt.nt; i++) {
+    const bm_vt_tensor *q = &f->vt.t[i];
+    if (bm_vit_train_grad(&f->vt, i) && !unused_proj(q->name))
+      bmct_opt_bind(g->opt, k++, vP + q->off, vC + q->off * es, vG + (q->off - voff));
+  }
+  bm_cuda_bt_tensors(g->bt, &bnt, &bnp, &boff);
+  float *bP = bm_cuda_bt_params(g->bt);
+  char *bC = bm_cuda_bt_params_compute(g->bt);
+  for (int i = 0; i < f->bt.nt; i++) {
+    const bm_bt_tensor *q = &f->bt.t[i];
+    if (bm_bert_train_grad(&f->bt, i) && !unused_proj(q->name))
+      bmct_opt_bind(g->opt, k++, bP + q->off, bC + q->off * es, bm_cuda_bt_grad(g->bt, i));
+  }
+  const bm_fusion_tensor *ft = bm_cuda_fusion_tensors(g->fu, &fnt);
+  float *fP = bm_cuda_fusion_params(g->fu), *fG = bm_cuda_fusion_grads(g->fu);
+  char *fC = bm_cuda_fusion_params_compute(g->fu); /* NULL in fp32 */
+  for (int i = 0; i < fnt; i++)
+    bmct_opt_bind(g->opt, k++, fP + ft[i].off, fC ? fC + ft[i].off * es : NULL, fG + ft[i].off);
+  if (f->ctx) bmct_opt_bind(g->opt, k++, g->ctx, NULL, g->gctx);
+  bmct_opt_bind(g->opt, k++, g->W, NULL, g->gW);
+  bmct_opt_bind(g->opt, k++, g->b, NULL, g->gb);
+  if (k != f->opt.nparams) bm_die("internal error: GPU fusion: %d of %d parameters bound", k, f->opt.nparams);
+  /* the global norm: every gradient buffer once (the towers' unused
+   * projections hold zeros there, as on the CPU they count nothing) */
+  if (vG && f->vt.np > voff) bmct_opt_grads(g->opt, vG, f->vt.np - voff);
+  if (bm_cuda_bt_grads(g->bt) && bnp > boff) bmct_opt_grads(g->opt, bm_cuda_bt_grads(g->bt), bnp - boff);
+  bmct_opt_grads(g->opt, fG, bm_cuda_fusion_np(g->fu));
+  if (f->ctx) bmct_opt_grads(g->opt, g->gctx, nctx);
+  bmct_opt_grads(g->opt, g->gW, CK);
+  bmct_opt_grads(g->opt, g->gb, (size_t)C);
+  g->synced = 1;
+  return g;
+}
+
+static void gpu_free(fusion_task *f) {
+  fusion_gpu *g = f->gpu;
+  if (!g) return;
+  bmct_opt_free(g->opt);
+  bm_cuda_fusion_free(g->fu);
+  bm_cuda_bt_free(g->bt);
+  float *bufs[] = {g->itok, g->ditok, g->ttok, g->dttok, g->fused, g->dfused, g->ctx, g->gctx,
+                   g->W, g->b, g->gW, g->gb};
+  for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) bm_cuda_free(bufs[i]);
+  bm_cuda_vt_free(g->vt); /* last: the others ran on its context */
+  free(g->hgW), free(g->hgb), free(g);
+  f->gpu = NULL;
+}
+
+static void gpu_reserve(fusion_task *f, fusion_gpu *g, int B, int ntok) {
+  int Wv = f->vt.v.width, Wt = f->bt.m.width;
+  if (B > g->cap) {
+    bm_cuda_free(g->itok), bm_cuda_free(g->ditok), bm_cuda_free(g->fused), bm_cuda_free(g->dfused);
+    size_t n = (size_t)B * (size_t)f->T * (size_t)Wv;
+    g->itok = dev_floats(n, "image tokens"), g->ditok = dev_floats(n, "image token gradients");
+    g->fused = dev_floats((size_t)B * f->K, "fused"), g->dfused = dev_floats((size_t)B * f->K, "fused gradients");
+    g->cap = B;
+  }
+  if (ntok > g->cap_tok) {
+    bm_cuda_free(g->ttok), bm_cuda_free(g->dttok);
+    g->ttok = dev_floats((size_t)ntok * Wt, "text tokens"), g->dttok = dev_floats((size_t)ntok * Wt, "text token gradients");
+    g->cap_tok = ntok;
+  }
+}
+
+/* forward()'s contract on the GPU: the fused vectors of records idx[0..B-1]
+ * (images in f->X) into f->fused on the host, the activations kept on the
+ * device. */
+static void forward_cuda(fusion_task *f, const bm_trainset *set, const long *idx, int B) {
+  fusion_gpu *g = gpu(f);
+  const bm_train_opts *o = f->o;
+  bm_text_batch_read(&f->tb, set, idx, B, &f->tslot, f->model->tok, o->text, f->n_ctx, f->bt.m.context);
+  reserve(f, B, f->tb.n_ids);
+  gpu_reserve(f, g, B, f->tb.n_ids);
+  int T = bm_cuda_vt_forward(g->vt, f->X, B, NULL, g->itok);
+  if (T != f->T) bm_die("internal error: GPU fusion: %d image tokens, %d expected", T, f->T);
+  bm_cuda_bt_forward(g->bt, f->tb.ids, f->tb.start, f->tb.len, B, g->ctx, NULL, g->ttok);
+  bm_cuda_fusion_forward(g->fu, g->itok, B, f->T, g->ttok, f->tb.start, f->tb.len, g->fused);
+  bmct_download(g->x, f->fused, g->fused, (size_t)B * (size_t)f->K * sizeof(float));
+}
+
+/* One batch: its loss gradient times w ADDED to the device gradients,
+ * zeroed first when `first` (train_loop.h's grad_acc); fp16: times the
+ * optimizer's loss scale too. */
+static double fusion_cuda_grad_acc(bm_train_task *t, const long *idx, int B, long e, uint64_t micro, double w,
+                                   int first) {
+  fusion_task *f = t->self;
+  fusion_gpu *g = gpu(f);
+  const bm_train_opts *o = f->o;
+  int C = f->C, K = f->K;
+  size_t CK = (size_t)C * (size_t)K, n = (size_t)B * (size_t)K;
+  bm_trainset_batch(f->ds, o->feat, idx, B, &f->slot, bm_sub_seed((uint64_t)o->seed, BM_AUG_TAG ^ (uint64_t)e),
+                    f->X, f->Y);
+  if (first) {
+    if (!f->vt.frozen) bm_cuda_vt_zero_grad(g->vt);
+    if (!f->bt.frozen) bm_cuda_bt_zero_grad(g->bt);
+    bm_cuda_fusion_zero_grad(g->fu);
+    if (g->gctx) bm_cuda_memset(f->cu, g->gctx, 0, (size_t)f->n_ctx * f->bt.m.width * sizeof(float));
+    memset(g->hgW, 0, CK * sizeof(float)), memset(g->hgb, 0, (size_t)C * sizeof(float));
+  }
+  forward_cuda(f, f->ds, idx, B);
+  double loss = head_grad(t, B, micro); /* on the host, as on the CPU */
+  float s = (float)w * bmct_opt_loss_scale(g->opt);
+  for (size_t i = 0; i < CK; i++) g->hgW[i] += s * f->gW[i];
+  for (int c = 0; c < C; c++) g->hgb[c] += s * f->gb[c];
+  bmct_upload(g->x, g->gW, g->hgW, CK * sizeof(float));
+  bmct_upload(g->x, g->gb, g->hgb, (size_t)C * sizeof(float));
+  for (size_t i = 0; i < n; i++) f->dfused[i] *= s;
+  bmct_upload(g->x, g->dfused, f->dfused, n * sizeof(float));
+  /* the device's backward: fusion, then each tower from its tokens' gradient */
+  int img = !f->vt.frozen, txt = !f->bt.frozen || f->ctx;
+  bm_cuda_fusion_backward(g->fu, g->dfused, img ? g->ditok : NULL, txt ? g->dttok : NULL);
+  if (img) bm_cuda_vt_backward(g->vt, NULL, g->ditok, B);
+  if (txt) bm_cuda_bt_backward(g->bt, NULL, g->dttok, g->gctx);
+  g->synced = 0;
+  return loss;
+}
+
+static double fusion_cuda_grad(bm_train_task *t, const long *idx, int B, long e, uint64_t micro) {
+  return fusion_cuda_grad_acc(t, idx, B, e, micro, 1.0, 1);
+}
+
+/* the head's new weights back for the next batch's host part */
+static int fusion_cuda_step(bm_train_task *t, double lr_scale, double clip, double *norm) {
+  fusion_task *f = t->self;
+  fusion_gpu *g = gpu(f);
+  int took = bmct_opt_step(g->opt, lr_scale, clip, norm);
+  if (took) {
+    bmct_download(g->x, f->W, g->W, (size_t)f->C * (size_t)f->K * sizeof(float));
+    bmct_download(g->x, f->b, g->b, (size_t)f->C * sizeof(float));
+  }
+  return took;
+}
+
+static void fusion_cuda_logits(bm_train_task *t, const bm_trainset *vs, const long *idx, int B, float *logits) {
+  fusion_task *f = t->self;
+  bm_trainset_batch(vs, f->o->feat, idx, B, &f->slot, 0, f->X, NULL);
+  forward_cuda(f, vs, idx, B);
+  bm_linhead_forward(f->fused, f->W, f->b, B, f->K, f->C, logits);
+}
+
+/* the towers, fusion, prompts, moments and step back into f once per epoch
+ * end (the head is already there), then the CPU's writer */
+static void fusion_cuda_save(bm_train_task *t, const char *path, int moments, const bm_train_state *st) {
+  fusion_task *f = t->self;
+  fusion_gpu *g = f->gpu;
+  if (g && !g->synced) {
+    bm_cuda_vt_download(g->vt, &f->vt);
+    bm_cuda_bt_download(g->bt, &f->bt);
+    bm_cuda_fusion_download(g->fu, &f->fu);
+    if (f->ctx) bmct_download(g->x, f->ctx, g->ctx, (size_t)f->n_ctx * f->bt.m.width * sizeof(float));
+    bmct_opt_download(g->opt, &f->opt);
+    g->synced = 1;
+  }
+  fusion_save(t, path, moments, st);
+}
+
+void bm_task_fusion_cuda(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
+                         const float *pw, const bm_linhead *ck, bm_cuda *cu, int prec) {
+  bm_task_fusion(t, o, ds, model, pw, ck);
+  fusion_task *f = t->self;
+  f->cu = cu, f->prec = prec;
+  t->grad = fusion_cuda_grad, t->grad_acc = fusion_cuda_grad_acc, t->step = fusion_cuda_step;
+  t->logits = fusion_cuda_logits, t->save = fusion_cuda_save;
 }

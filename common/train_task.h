@@ -32,6 +32,10 @@ void bm_task_contrastive_cuda(bm_train_task *t, const bm_train_opts *o, const bm
  * ck: fusion.*, prompt.ctx and the head are copied from its tensors. */
 void bm_task_fusion(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
                     const float *pw, const bm_linhead *ck);
+/* The same on a GPU (--device cuda): towers, fusion and AdamW there, the
+ * dropout, head and loss on the CPU; --accum accumulates on the device. */
+void bm_task_fusion_cuda(bm_train_task *t, const bm_train_opts *o, const bm_trainset *ds, const bm_model *model,
+                         const float *pw, const bm_linhead *ck, bm_cuda *cu, int prec);
 /* finetune on the open GPU cu (kept, not owned) in prec (bm_prec): grad,
  * step and logits run there; the parameters come back to the CPU for each
  * checkpoint. The GPU copy is made at the first batch, so that a --resume

@@ -376,12 +376,9 @@ static bm_cuda *open_device(bm_train_opts *o) {
   /* written and compiled, checked against the CPU only by tests that need a
    * GPU to run (tests/gpu/NOTES.md): off until those have passed on one */
   const char *unverified = getenv("BM_CUDA_UNVERIFIED");
-  int trial = o->mode == BM_MODE_CONTRASTIVE && unverified && !strcmp(unverified, "1");
-  if (o->mode == BM_MODE_CONTRASTIVE && !trial)
-    bm_usage_die("--device %s: --mode contrastive on a GPU is written but not yet verified on one; "
-                 "BM_CUDA_UNVERIFIED=1 runs it (tests/gpu/NOTES.md)", o->device);
-  if (o->mode != BM_MODE_FINETUNE && !trial)
-    bm_usage_die("--device %s: only --mode finetune trains on a GPU", o->device);
+  if (o->mode != BM_MODE_FINETUNE && !(unverified && !strcmp(unverified, "1")))
+    bm_usage_die("--device %s: --mode %s on a GPU is written but not yet verified on one; "
+                 "BM_CUDA_UNVERIFIED=1 runs it (tests/gpu/NOTES.md)", o->device, bm_mode_names[o->mode]);
   char err[512];
   bm_cuda *cu = bm_cuda_open(o->device, err, sizeof err);
   if (!cu) bm_die("--device %s", err);
@@ -468,6 +465,7 @@ int main(int argc, char **argv) {
   else if (o.mode == BM_MODE_CONTRASTIVE) bm_task_contrastive(&task, &o, &ds, &model);
   else if (o.mode == BM_MODE_FINETUNE && cu) bm_task_finetune_cuda(&task, &o, &ds, &model, pw, from, cu, o.prec);
   else if (o.mode == BM_MODE_FINETUNE) bm_task_finetune(&task, &o, &ds, &model, pw, from);
+  else if (cu) bm_task_fusion_cuda(&task, &o, &ds, &model, pw, from, cu, o.prec);
   else bm_task_fusion(&task, &o, &ds, &model, pw, from);
   bm_train_state st = {.best = NAN, .n_train = ds.n, .n_used = m, .npos = npos};
   if (o.resume) {

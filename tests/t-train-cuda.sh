@@ -6,9 +6,10 @@
 # same arithmetic in another summation order), bf16 learns, --resume goes on
 # on the GPU, checkpoints move between the GPU and the CPU both ways, --accum
 # accumulates on the GPU as the CPU does, and the batch prefetch changes no
-# bit. --mode contrastive on the GPU (behind BM_CUDA_UNVERIFIED=1 until these
-# checks have passed on a GPU): fp32 the CPU's steps to a tolerance, with
-# --accum and patch dropout too, bf16 learns, --resume.
+# bit. --mode contrastive, fusion and regularized on the GPU (behind
+# BM_CUDA_UNVERIFIED=1 until these checks have passed on a GPU): fp32 the
+# CPU's steps to a tolerance, with --accum, patch dropout and learned prompts
+# too, bf16 learns, --resume.
 . "$BM_TESTS/lib.sh"
 MODEL="$BM_TESTS/fixtures/tiny-model"
 seed=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
@@ -19,7 +20,8 @@ if command -v bm-decode >/dev/null 2>&1; then
   echo "# seed $seed"
   $PY "$BM_TESTS/../examples/make_demo_data.py" "$T/HAM" --per-class 40 --seed "$seed" >/dev/null
   for s in train val test; do
-    bm-decode --format ham10000 --size 48 --split $s --test-fraction 0.2 -q --max-warnings 0 "$T/HAM" >"$T/$s.bmr" 2>/dev/null
+    bm-decode --format ham10000 --size 48 --split $s --test-fraction 0.2 --text -q --max-warnings 0 "$T/HAM" \
+      >"$T/$s.bmr" 2>/dev/null
   done
   $PY "$BM_TESTS/../examples/make_demo_data.py" "$T/P" --dataset pairs --per-class 20 --seed "$seed" >/dev/null
   for s in train test; do
@@ -49,7 +51,8 @@ check_refused "--precision bf16 on the CPU: status 2" 2 "the CPU computes in fp3
   $FT --precision bf16 -o "$T/x.safetensors" "$D/train.bmr"
 check_refused "--precision fp8: status 2" 2 "fp32, bf16 or fp16, not fp8" \
   $FT --device cuda --precision fp8 -o "$T/x.safetensors" "$D/train.bmr"
-check_refused "--device cuda --mode fusion: status 2" 2 "only --mode finetune trains on a GPU" \
+check_refused "--device cuda --mode fusion: status 2 until verified on a GPU" 2 \
+  "mode fusion on a GPU is written but not yet verified on one; BM_CUDA_UNVERIFIED=1 runs it" \
   bm-train -q --mode fusion -m "$MODEL" --device cuda -o "$T/x.safetensors" "$D/train.bmr"
 check_refused "--device cuda --mode contrastive: status 2 until verified on a GPU" 2 \
   "mode contrastive on a GPU is written but not yet verified on one; BM_CUDA_UNVERIFIED=1 runs it" \
@@ -260,3 +263,40 @@ check "contrastive --resume on the GPU: 1 epoch of 2, then --resume" sh -c "
 pair_emb "$T/gr.safetensors" >"$T/gr-test.bmr"
 check "  ... its held-out embeddings within 1e-4 of the uninterrupted GPU run's" \
   $PY "$BM_TESTS/bmr_compare.py" "$T/gr-test.bmr" "$T/gc-plain-test.bmr" --tensors img_emb,txt_emb --tol 1e-4
+
+# (7) --mode fusion and regularized on the GPU (towers, fusion and AdamW
+# there; dropout, head and loss on the CPU): fp32 = the CPU step by step
+# (loss 1e-4, grad_norm 1e-3 relative) and in the documented pipeline's test
+# scores of both checkpoints (1e-4); concatenated fusion on the records'
+# text, averaged fusion on learned prompts alone (dctx through the text
+# tower), prompts + text with --accum 2 and partly frozen towers
+FU="bm-train -q -m $MODEL -j 2 --epochs 2 --batch 16 --lr-encoder 1e-4 --lr-head 1e-3 --fusion-layers 1 \
+  --fusion-heads 2 --dropout 0.1 --seed 4 --fraction 0.4"
+fuse_scores() { # CKPT SET
+  bm-embed-img -q -m "$1" --tokens <"$2" | bm-embed-txt -q -m "$1" --tokens | bm-fuse -q -m "$1"; }
+for v in "fusion:--mode fusion" "reg-prompt:--mode regularized --text prompt --n-ctx 4" \
+  "reg-both-accum:--mode regularized --text both --n-ctx 2 --batch 8 --accum 2 --unlock-last 1 --unlock-text-last 1"; do
+  name=${v%%:*} opts=${v#*:}
+  check "$name: the CPU run" $FU $opts -o "$T/cf-$name.safetensors" --log "$T/cf-$name.log" "$D/train.bmr"
+  check "  ... --device cuda --precision fp32" \
+    $FU $opts --device cuda --precision fp32 -o "$T/gf-$name.safetensors" --log "$T/gf-$name.log" "$D/train.bmr"
+  check "  ... every step's loss and grad_norm as the CPU's" steps_close "$T/gf-$name.log" "$T/cf-$name.log"
+  fuse_scores "$T/cf-$name.safetensors" "$D/test.bmr" >"$T/cf-$name-test.bmr"
+  fuse_scores "$T/gf-$name.safetensors" "$D/test.bmr" >"$T/gf-$name-test.bmr"
+  check "  ... the pipeline's test scores of its checkpoint within 1e-4 of the CPU checkpoint's" \
+    $PY "$BM_TESTS/bmr_compare.py" "$T/gf-$name-test.bmr" "$T/cf-$name-test.bmr" --tensors scores --tol 1e-4
+done
+check "fusion bf16 on the GPU learns (10 epochs, as t-train-fusion.sh on the CPU)" \
+  bm-train -q -m "$MODEL" --mode fusion --epochs 10 --batch 16 --lr-encoder 3e-3 --lr-head 3e-3 --device cuda \
+  --val "$D/val.bmr" -o "$T/gfb.safetensors" "$D/train.bmr"
+fuse_scores "$T/gfb.safetensors" "$D/test.bmr" | bm-score -j >"$T/gfb.json"
+acc=$($PY -c "import json; print(json.load(open('$T/gfb.json'))['accuracy'])")
+check "  ... test accuracy through the pipeline $acc >= 0.5 (chance 1/7)" $PY -c "import sys; sys.exit(not float('$acc') >= 0.5)"
+check "regularized --resume on the GPU: 1 epoch of 2, then --resume" sh -c "
+  $FU --mode regularized --text prompt --n-ctx 4 --device cuda --precision fp32 --stop-after 1 \
+    -o '$T/gfr.safetensors' '$D/train.bmr' &&
+  bm-train -q -j 2 --mode regularized --device cuda --precision fp32 --resume '$T/gfr.last.safetensors' \
+    -o '$T/gfr.safetensors' '$D/train.bmr'"
+fuse_scores "$T/gfr.safetensors" "$D/test.bmr" >"$T/gfr-test.bmr"
+check "  ... its test scores within 1e-4 of the uninterrupted GPU run's" \
+  $PY "$BM_TESTS/bmr_compare.py" "$T/gfr-test.bmr" "$T/gf-reg-prompt-test.bmr" --tensors scores --tol 1e-4

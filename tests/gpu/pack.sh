@@ -51,7 +51,7 @@ ldd $G/bin/* $G/tests/* 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// { print $1, 
 mkdir -p $G/train-cuda
 /usr/bin/python3 examples/make_demo_data.py $G/train-cuda/HAM --per-class 40 --seed 7 >/dev/null
 for s in train val test; do
-  $B/bin/bm-decode --format ham10000 --size 48 --split $s --test-fraction 0.2 -q --max-warnings 0 $G/train-cuda/HAM \
+  $B/bin/bm-decode --format ham10000 --size 48 --split $s --test-fraction 0.2 --text -q --max-warnings 0 $G/train-cuda/HAM \
     >$G/train-cuda/$s.bmr 2>/dev/null
 done
 /usr/bin/python3 examples/make_demo_data.py $G/train-cuda/P --dataset pairs --per-class 20 --seed 7 >/dev/null
