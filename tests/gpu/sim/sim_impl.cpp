@@ -170,4 +170,22 @@ void bmct_layernorm_backward(bmct_ctx *, float *dx, float *dg, float *db, const 
     }
   }
 }
+/* ---- optimizer (adamw.c's arithmetic; bmcuda_train.h's contract) ---- */
+void bmct_upload_as(bmct_ctx *, void *dst, int prec, const float *src, size_t n) { for (size_t i = 0; i < n; i++) sv(prec, dst, i, src[i]); }
+void bmct_download_as(bmct_ctx *, float *dst, const void *src, int prec, size_t n) { for (size_t i = 0; i < n; i++) dst[i] = gv(prec, src, i); }
+void bmct_adamw(bmct_ctx *, float *w, void *wc, int prec, const float *g, float *m, float *v, size_t n, double lr,
+                double wd, double beta1, double beta2, double eps, long step, float gscale) {
+  double bc1 = 1 - pow(beta1, (double)step), bc2 = 1 - pow(beta2, (double)step), decay = 1 - lr * wd;
+  float step_size = (float)(lr / bc1), sqrt_bc2 = (float)sqrt(bc2);
+  for (size_t i = 0; i < n; i++) {
+    float gi = g[i] * gscale;
+    w[i] = (float)(w[i] * decay);
+    m[i] = (float)(beta1 * m[i] + (1 - beta1) * gi);
+    v[i] = (float)(beta2 * v[i] + (1 - beta2) * (double)gi * gi);
+    w[i] -= step_size * m[i] / (sqrtf(v[i]) / sqrt_bc2 + (float)eps);
+    if (wc) sv(prec, wc, i, w[i]);
+  }
+}
+double bmct_sumsq(bmct_ctx *, const float *g, size_t n) { double s = 0; for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i]; return s; }
+void bmct_scale(bmct_ctx *, float *g, size_t n, float s) { for (size_t i = 0; i < n; i++) g[i] *= s; }
 }
