@@ -30,7 +30,7 @@ for path in files:
     s = '#include "train_internal.cuh"\n' + s
     s = re.sub(r"extern __shared__ (float|double|char|int) sh\[\];", "", s)
     had = "<<<" in s
-    s, n = X(.*?)>>>\((.*?)\);", launch, s, flags=re.S)
+    s, n = re.subn(r"([A-Za-z_]\w*(?:<[^<>;]*>)?)<<<(.*?)>>>\((.*?)\);", launch, s, flags=re.S)
     if "<<<" in s or (had and n == 0):
         sys.exit("conv.py: %s: a launch was not converted" % name)
     open("%s/%s" % (out, name.replace(".cu", ".cpp")), "w").write(s)

@@ -406,4 +406,47 @@ void bmct_attention_backward(bmct_ctx *c, int prec, void *dqkv, const void *dout
   else attn_bwd(prec, dqkv, dout, qkv, out, P, NULL, sl, sl + B, B, B * T, C, heads, dq, D);
   free(sl), free(dq), free(D);
 }
+/* ---- the text tower's verified pieces ---- */
+void *bm_cuda_host_alloc(size_t bytes, const char *) { void *p = malloc(bytes ? bytes : 1); memset(p, 0xff, bytes); return p; }
+void bm_cuda_host_free(void *p) { free(p); }
+void bm_cuda_bert_embed(bm_cuda *, float *x, const int32_t *ids, const int *posi, const float *word, int vocab,
+                        const float *ctx, int nctx, const float *type, const float *pos, int N, int W) {
+  for (int n = 0; n < N; n++) {
+    int id = ids[n];
+    if (!(id < vocab && (id >= 0 || (ctx && -id - 1 < nctx)))) { fprintf(stderr, "sim: bert_embed: id %d at %d\n", id, n); abort(); }
+    const float *e = id >= 0 ? word + (size_t)id * W : ctx + (size_t)(-id - 1) * W, *pp = pos + (size_t)posi[n] * W;
+    for (int j = 0; j < W; j++) x[(size_t)n * W + j] = (e[j] + type[j]) + pp[j]; /* bert.c's order */
+  }
+}
+void bmct_gelu_backward(bmct_ctx *, int prec, void *dx, const void *dy, const void *pre, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    float x = gv(prec, pre, i);
+    float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f)), pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+    sv(prec, dx, i, gv(prec, dy, i) * (cdf + x * pdf));
+  }
+}
+/* applies where k_norm.cu's warp kernel does: C % 8 == 0, (C + 127) / 128 in {1,2,3,4,6,8}, 16-byte aligned */
+int bm_cuda_layernorm_stats(bm_cuda *, float *yf, void *yt, bm_prec t, float *mean, float *rstd, const float *x,
+                            const float *g, const float *b, int N, int C, float eps) {
+  int K = (C + 127) / 128;
+  if (N <= 0) return 1;
+  if (C % 8 || (K != 1 && K != 2 && K != 3 && K != 4 && K != 6 && K != 8) || ((uintptr_t)x & 15) ||
+      ((uintptr_t)yf & 15) || ((uintptr_t)yt & 15))
+    return 0;
+  for (int r = 0; r < N; r++) {
+    const float *xr = x + (size_t)r * C;
+    float m = 0, v = 0;
+    for (int j = 0; j < C; j++) m += xr[j];
+    m /= C;
+    for (int j = 0; j < C; j++) v += (xr[j] - m) * (xr[j] - m);
+    float rs = 1.0f / sqrtf(v / C + eps);
+    for (int j = 0; j < C; j++) {
+      float y = (xr[j] - m) * rs * g[j] + b[j];
+      if (yt) sv(t, yt, (size_t)r * C + j, y);
+      if (yf) yf[(size_t)r * C + j] = y; /* yf may be x: this element was read */
+    }
+    mean[r] = m, rstd[r] = rs;
+  }
+  return 1;
+}
 }

@@ -31,6 +31,12 @@ static inline int cudaMemcpy2DAsync(void *d, size_t dp, const void *s, size_t sp
   for (size_t r = 0; r < h; r++) memcpy((char *)d + r * dp, (const char *)s + r * sp, w);
   return 0;
 }
+typedef int cudaEvent_t;
+enum { cudaEventDisableTiming = 2 };
+static inline int cudaEventCreateWithFlags(cudaEvent_t *e, int) { *e = 1; return 0; }
+static inline int cudaEventDestroy(cudaEvent_t) { return 0; }
+static inline int cudaEventRecord(cudaEvent_t, cudaStream_t) { return 0; }
+static inline int cudaEventSynchronize(cudaEvent_t) { return 0; }
 static inline int cudaStreamSynchronize(cudaStream_t) { return 0; }
 struct __nv_bfloat16 { uint16_t b; };
 struct __half { _Float16 h; };
