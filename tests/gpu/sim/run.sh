@@ -6,12 +6,13 @@
 #   bert    test_cuda_bert_train.c  train_bert.cu train_bert_attn.cu train_bert_embed.cu
 #   opt     test_cuda_opt.c         train_opt.cu
 # The module's own code (converted by conv.py) runs as C++ with every
-# block's lanes as coroutines (shuffles, __syncwarp and __syncthreads are
-# real rendezvous, so lanes that diverge at a barrier abort), device memory
+# warp's lanes as coroutines (shuffles and __syncwarp are real rendezvous,
+# so lanes that diverge at a barrier abort; no __syncthreads yet: a module
+# using it does not compile here, see the README), device memory
 # is host memory filled with NaN bytes, and the verified kernels it calls
 # (bm_cuda_gemm, bmct_layernorm_*, bmct_linear_backward, the ViT attention,
 # the flash kernels, bmct_adamw, ...) are replaced by plain loops with the
-# same rounding to bf16 / fp16 (sim_impl.cpp; README there).
+# same rounding to bf16 / fp16 (sim_impl.cpp).
 # What it checks: the module's arithmetic, indexing and buffer sizes
 # (SAN="-fsanitize=address,undefined" for out-of-bounds), and the test's
 # limits. What it cannot: anything of the real device (cuBLAS, launch
@@ -19,7 +20,9 @@
 # verified kernels themselves.
 #   sh tests/gpu/sim/run.sh [fusion|vit|bert|opt]...   (default: all four)
 #   env: BM_TEST_QUICK, BM_TEST_PREC, BM_SEED, SAN
-# Quick fp32 fusion: ~1 minute; all precisions: ~10 minutes on one core.
+# One core: opt 1 s, vit 20 s, fusion quick 30 s, bert quick 40 s / all
+# 5 minutes; SAN (lanes on swapcontext) several times slower. More, and
+# the list of stand-ins: tests/gpu/sim/README.
 set -eu
 cd "$(dirname "$0")/../../.."
 SAN=${SAN:-}
