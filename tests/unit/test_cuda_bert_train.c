@@ -27,8 +27,9 @@
  *     reference gradient, floor), the floor being 1e-3 (fp32) / 1e-2
  *     (bf16, fp16) of the largest gradient over all tensors: a gradient
  *     that is zero in exact arithmetic (the key bias: softmax ignores a
- *     shift) is rounding noise on both sides; dctx: the same tolerances of
- *     its largest value.
+ *     shift) is rounding noise on both sides, measured against 3e-2
+ *     (bf16) / 1e-2 (fp32, fp16) of the largest gradient (floor_frac);
+ *     dctx: the same tolerances of its largest value.
  * The CPU runs on the GPU's parameters rounded to the compute type, so only
  * the rounding of activations and gradients and the summation order differ.
  * The errors are printed ("# ..." lines) so a failure shows its margin.
@@ -91,7 +92,19 @@ static double relerr(const float *got, const float *want, size_t n, double floor
 }
 static double tol_fwd(int p) { return p == BM_PREC_FP32 ? 1e-5 : p == BM_PREC_FP16 ? 1e-2 : 2e-2; }
 static double tol_grad(int p) { return p == BM_PREC_FP32 ? 1e-4 : p == BM_PREC_FP16 ? 2e-2 : 5e-2; }
-static double floor_frac(int p) { return p == BM_PREC_FP32 ? 1e-3 : 1e-2; }
+/* The key bias's gradient is zero in exact arithmetic: what is computed is
+ * what is left of sums that cancel (the FlashAttention-2 backward's D from
+ * the stored out; dqkv stored in the compute type before its column sum),
+ * noise of the other gradients' size. In the CPU simulation (tests/gpu/sim,
+ * seed 20261124) it reached 6.4e-4 of the largest gradient in bf16 (flash
+ * and plain kernels alike) and 7.6e-8 in fp32, against 5e-4 and 1e-7 with
+ * the general floors: it is measured against 3e-2 (bf16) / 1e-2 (fp32,
+ * fp16) of the largest gradient instead. The q and v biases share its
+ * column sum and keep the general floor. */
+static double floor_frac(int p, const char *name) {
+  if (strstr(name, "attention.self.key.bias")) return p == BM_PREC_BF16 ? 3e-2 : 1e-2;
+  return p == BM_PREC_FP32 ? 1e-3 : 1e-2;
+}
 
 /* ---- a random tower ---- */
 
@@ -221,7 +234,8 @@ static void check_grads(bmct_ctx *c, bm_cuda_bt *g, const bm_bert_train *cpu, co
   for (int i = 0; i < cpu->nt; i++) {
     const bm_bt_tensor *t = &cpu->t[i];
     if (t->off < cpu->goff) continue;
-    double r = relerr(got + (t->off - cpu->goff), want + (t->off - cpu->goff), t->n, floor_frac(prec) * gmax);
+    double r = relerr(got + (t->off - cpu->goff), want + (t->off - cpu->goff), t->n,
+                      floor_frac(prec, t->name) * gmax);
     if (!(r <= worst)) worst = isnan(r) ? INFINITY : r, snprintf(wname, sizeof wname, "%s", t->name);
     n++;
   }

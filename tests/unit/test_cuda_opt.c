@@ -6,7 +6,7 @@
  * (the gradients uploaded times the loss scale, as a task's backward makes
  * them). Checked: the norm (1e-6 relative), every parameter's change
  * (1e-4 of the largest change: fp32 vs double rounding in the update), the
- * compute-type copies (the master rounded to bf16/fp16), the moments and
+ * compute-type copies (the master rounded to bf16/fp16, bit for bit), the moments and
  * step downloaded; fp16 with an inf gradient: the step skipped, nothing
  * changed, the loss scale halved. GPU outputs are poisoned first.
  * Without a GPU (or without nvcc) it prints one "# skip" line. */
@@ -55,6 +55,17 @@ static double rel_err(const float *got, const float *want, size_t n) {
   for (size_t i = 0; i < n; i++) big = fmax(big, fabs(want[i]));
   for (size_t i = 0; i < n; i++) err = fmax(err, isfinite(got[i]) ? fabs((double)got[i] - want[i]) : INFINITY);
   return err / (big > 0 ? big : 1);
+}
+
+/* x rounded to bf16 / fp16, round to nearest even (finite x) */
+static float round_to(int prec, float x) {
+  if (prec == BM_PREC_FP16) return (float)(_Float16)x;
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  u += 0x7fff + ((u >> 16) & 1);
+  u &= 0xffff0000u;
+  memcpy(&x, &u, 4);
+  return x;
 }
 
 enum { NP = 3 };
@@ -120,13 +131,13 @@ static void run(bmct_ctx *c, int prec) {
     float *wg = host(c, wd, BM_PREC_FP32, total);
     double e = change_err(wg, w, w0, total);
     CHECK(e <= 1e-4, "%s step %d: parameter changes, max error %.2e of the largest change (limit 1e-4)", pn, s + 1, e);
-    if (wc) { /* the copy is the master rounded to prec: within half an ulp of it */
+    if (wc) { /* the copy is the master rounded to prec (nearest even), bit for bit */
       float *wcg = host(c, wc, prec, total);
-      double ulp = prec == BM_PREC_BF16 ? 1.0 / 256 : 1.0 / 2048, worst = 0;
+      size_t bad = 0, first = 0;
       for (size_t i = 0; i < total; i++)
-        worst = fmax(worst, isfinite(wcg[i]) ? fabs((double)wcg[i] - wg[i]) / fmax(fabs(wg[i]), 1e-30) : INFINITY);
-      CHECK(worst <= ulp / 2 * 1.0001, "%s step %d: compute copy = rounded master (worst %.2e, limit %.2e)", pn, s + 1,
-            worst, ulp / 2);
+        if (!(wcg[i] == round_to(prec, wg[i])) && !bad++) first = i;
+      CHECK(!bad, "%s step %d: compute copy = rounded master (%zu differ; first [%zu] %.9g for %.9g)", pn, s + 1, bad,
+            first, wcg[first], wg[first]);
       free(wcg);
     }
     free(wg);

@@ -26,6 +26,17 @@ static inline const char *cudaGetErrorString(int) { return "sim"; }
 static inline int cudaGetLastError() { return 0; }
 static inline int cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { memset(p, v, n); return 0; }
 static inline int cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) { memcpy(d, s, n); return 0; }
+static inline int cudaMemcpy2DAsync(void *d, size_t dp, const void *s, size_t sp, size_t w, size_t h, cudaMemcpyKind,
+                                    cudaStream_t) {
+  for (size_t r = 0; r < h; r++) memcpy((char *)d + r * dp, (const char *)s + r * sp, w);
+  return 0;
+}
+typedef int cudaEvent_t;
+enum { cudaEventDisableTiming = 2 };
+static inline int cudaEventCreateWithFlags(cudaEvent_t *e, int) { *e = 1; return 0; }
+static inline int cudaEventDestroy(cudaEvent_t) { return 0; }
+static inline int cudaEventRecord(cudaEvent_t, cudaStream_t) { return 0; }
+static inline int cudaEventSynchronize(cudaEvent_t) { return 0; }
 static inline int cudaStreamSynchronize(cudaStream_t) { return 0; }
 struct __nv_bfloat16 { uint16_t b; };
 struct __half { _Float16 h; };
