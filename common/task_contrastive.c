@@ -423,4 +423,6 @@ void bm_task_contrastive_cuda(bm_train_task *t, const bm_train_opts *o, const bm
   c->cu = cu, c->prec = prec, c->embed = embed_cuda;
   t->grad = clip_cuda_grad, t->grad_acc = clip_cuda_grad_acc, t->step = clip_cuda_step;
   t->after_step = clip_cuda_after_step, t->save = clip_cuda_save;
+  if (o->grad_checkpoint && !o->quiet) /* the GPU towers (train_vit.cu, train_bert.cu) keep every activation */
+    bm_warn("--grad-checkpoint: the GPU keeps every activation (ignored on --device %s)", o->device);
 }

@@ -533,4 +533,6 @@ void bm_task_fusion_cuda(bm_train_task *t, const bm_train_opts *o, const bm_trai
   f->cu = cu, f->prec = prec;
   t->grad = fusion_cuda_grad, t->grad_acc = fusion_cuda_grad_acc, t->step = fusion_cuda_step;
   t->logits = fusion_cuda_logits, t->save = fusion_cuda_save;
+  if (o->grad_checkpoint && !o->quiet) /* the GPU towers (train_vit.cu, train_bert.cu) keep every activation */
+    bm_warn("--grad-checkpoint: the GPU keeps every activation (ignored on --device %s)", o->device);
 }
