@@ -84,10 +84,13 @@ b = open('$T/c.safetensors', 'rb').read(); (hl,) = struct.unpack('<Q', b[:8])
 c = json.loads(json.loads(b[8:8 + hl])['__metadata__']['config'])
 assert c['mode'] == 'contrastive' and c['task'] == 'pairs' and c['optimizer']['betas'] == [0.9, 0.98], c
 assert c['optimizer']['eps'] == 1e-6 and c['options']['weight_decay'] == 0.2 and 'model_cfg' in c"
-# lr 1 on 16 steps drives the log scale below 0: it must stop at 0
-bm-train -q -j 1 --mode contrastive -m "$MODEL" -o "$T/hi.safetensors" --epochs 1 --batch 4 --lr 1 --lock-text \
+# lr 3 on ~10 steps drives the log scale below 0: it must stop at 0. (lr 1
+# left it at 0.53 on 1 data seed of 26 tried: the trained image tower had
+# turned the scale's gradient around before it got there; lr 3 reached 0 on
+# all 26)
+bm-train -q -j 1 --mode contrastive -m "$MODEL" -o "$T/hi.safetensors" --epochs 1 --batch 4 --lr 3 --lock-text \
   --fraction 0.25 "$T/tr.bmr"
-check "the log scale is clamped at 0 after each step (lr 1)" st "$T/hi.safetensors" "$T/ref.safetensors" \
+check "the log scale is clamped at 0 after each step (lr 3)" st "$T/hi.safetensors" "$T/ref.safetensors" \
   "a['logit_scale'] == 0 and same('text.')"
 
 # ---- bit identities (2 epochs of 6 steps on a quarter of the training set) ----
